@@ -1,0 +1,208 @@
+import { AzureError, Router, isObject, jsonBody } from "./http";
+import { findStorageAccountByName, resourceKey, type KeyName } from "./model";
+import { consumerHoldings, emulatorFingerprint, heldKeyName } from "./consumers";
+import { regenerateStorageKey } from "./arm/storage";
+import type { FaultAction } from "./faults";
+import type { Emulator } from "./index";
+import type { EmulatorSettings } from "./context";
+
+/**
+ * The emulator's admin API (`/_admin`, loopback only, no auth): fault injection, settings,
+ * out-of-band changes (a key regenerated behind keyturn's back, a datastore deleted mid-run),
+ * and the outage log. It shows fingerprints, never key values.
+ */
+export function adminRoutes(emulator: Emulator): Router {
+  const { ctx } = emulator;
+  const router = new Router();
+
+  router.add("GET", "/_admin/state", () => ({
+    status: 200,
+    body: {
+      storageAccounts: [...ctx.estate.storageAccounts.values()].map((a) => ({
+        id: a.id,
+        name: a.name,
+        tags: a.tags,
+        keys: {
+          key1: {
+            fingerprint: emulatorFingerprint(a.keys.key1.value),
+            creationTime: a.keys.key1.creationTime.toISOString(),
+          },
+          key2: {
+            fingerprint: emulatorFingerprint(a.keys.key2.value),
+            creationTime: a.keys.key2.creationTime.toISOString(),
+          },
+        },
+      })),
+      consumers: consumerHoldings(ctx.estate).map((h) => ({
+        kind: h.kind,
+        id: h.id,
+        name: h.name,
+        storageAccountName: h.storageAccountName,
+        heldKeyName: heldKeyName(ctx.estate, h) ?? null,
+        heldKeyFingerprint: emulatorFingerprint(h.heldKey),
+      })),
+    },
+  }));
+
+  router.add("GET", "/_admin/outages", () => ({
+    status: 200,
+    body: {
+      outages: emulator.outages.all(),
+      probeFailures: emulator.outages.probeFailures,
+      probes: emulator.jobs.probes,
+    },
+  }));
+  router.add("DELETE", "/_admin/outages", () => {
+    emulator.outages.clear();
+    return { status: 204 };
+  });
+  router.add("POST", "/_admin/consumers/tick", async () => {
+    await emulator.jobs.tick();
+    return {
+      status: 200,
+      body: { probes: emulator.jobs.probes, probeFailures: emulator.outages.probeFailures.length },
+    };
+  });
+
+  router.add("GET", "/_admin/settings", () => ({ status: 200, body: ctx.settings }));
+  router.add("PATCH", "/_admin/settings", (req) => {
+    const body = jsonBody(req);
+    if (!isObject(body))
+      throw new AzureError(400, "InvalidRequestContent", "Send a JSON object of settings.");
+    applySettings(ctx.settings, body);
+    emulator.throttle.enabled = ctx.settings.throttling;
+    return { status: 200, body: ctx.settings };
+  });
+
+  router.add("GET", "/_admin/faults", () => ({ status: 200, body: emulator.faults.rules }));
+  router.add("POST", "/_admin/faults", (req) => {
+    const body = jsonBody(req);
+    if (!isObject(body) || !isObject(body.action) || typeof body.action.type !== "string") {
+      throw new AzureError(
+        400,
+        "InvalidRequestContent",
+        'A fault needs {"action":{"type":"status"|"timeout"|"drop"|"failLro", ...}} and optional path, method, operation, count.',
+      );
+    }
+    try {
+      const rule = emulator.faults.add({
+        path: typeof body.path === "string" ? body.path : undefined,
+        method: typeof body.method === "string" ? body.method : undefined,
+        operation: typeof body.operation === "string" ? body.operation : undefined,
+        count: typeof body.count === "number" ? body.count : 1,
+        action: body.action as unknown as FaultAction,
+      });
+      return { status: 201, body: rule };
+    } catch (e) {
+      throw new AzureError(400, "InvalidRequestContent", `Invalid fault rule: ${(e as Error).message}`);
+    }
+  });
+  router.add("DELETE", "/_admin/faults", () => {
+    emulator.faults.clear();
+    return { status: 204 };
+  });
+
+  router.add("POST", "/_admin/throttle/drain", (req) => {
+    const body = jsonBody(req);
+    const sub = isObject(body) && typeof body.subscriptionId === "string" ? body.subscriptionId : undefined;
+    const kind = isObject(body) && body.kind === "read" ? "read" : "write";
+    if (!sub) throw new AzureError(400, "InvalidRequestContent", "Send {subscriptionId, kind: read|write}.");
+    emulator.throttle.bucket(sub, kind).drain();
+    return { status: 204 };
+  });
+
+  router.add("POST", "/_admin/storageAccounts/{name}/regenerateKey", async (req, p) => {
+    const account = findStorageAccountByName(ctx.estate, p.name!);
+    if (!account)
+      throw new AzureError(404, "ResourceNotFound", `No storage account '${p.name!}' in the estate.`);
+    const body = jsonBody(req);
+    const keyName = isObject(body) ? body.keyName : undefined;
+    if (keyName !== "key1" && keyName !== "key2")
+      throw new AzureError(400, "InvalidRequestContent", 'Send {"keyName":"key1"|"key2"}.');
+    await regenerateStorageKey(
+      ctx,
+      account,
+      keyName,
+      `out-of-band regenerateKey ${account.name}/${keyName}`,
+    );
+    return { status: 204 };
+  });
+
+  router.add("DELETE", "/_admin/workspaces/{workspace}/datastores/{name}", async (_req, p) => {
+    const ws = [...ctx.estate.workspaces.values()].find(
+      (w) => w.name.toLowerCase() === p.workspace!.toLowerCase(),
+    );
+    if (!ws?.datastores.delete(p.name!.toLowerCase())) {
+      throw new AzureError(
+        404,
+        "ResourceNotFound",
+        `No datastore '${p.name!}' in workspace '${p.workspace!}'.`,
+      );
+    }
+    await ctx.changed(`out-of-band delete datastore ${ws.name}/${p.name!}`);
+    return { status: 204 };
+  });
+
+  router.add("POST", "/_admin/principals", (req) => {
+    const body = jsonBody(req);
+    if (!isObject(body) || typeof body.displayName !== "string" || !Array.isArray(body.actions)) {
+      throw new AzureError(
+        400,
+        "InvalidRequestContent",
+        'Send {"displayName", "actions": [...], "dataActions"?: [...], "scope"?}.',
+      );
+    }
+    const principal = emulator.addPrincipal(
+      body.displayName,
+      {
+        Name: `custom-${body.displayName}-${resourceKey(String(Date.now()))}`,
+        Actions: body.actions.map(String),
+        DataActions: Array.isArray(body.dataActions) ? body.dataActions.map(String) : [],
+      },
+      typeof body.scope === "string" ? body.scope : undefined,
+    );
+    return {
+      status: 201,
+      body: {
+        clientId: principal.clientId,
+        clientSecret: principal.clientSecret,
+        objectId: principal.objectId,
+      },
+    };
+  });
+
+  router.add("GET", "/_admin/requests", () => ({ status: 200, body: emulator.requestLog }));
+  return router;
+}
+
+/** Validates every setting before changing any, so a bad request changes nothing. */
+function applySettings(current: EmulatorSettings, body: Record<string, unknown>): void {
+  const problems: string[] = [];
+  const settings = { ...current };
+  for (const [key, value] of Object.entries(body)) {
+    switch (key) {
+      case "resyncPolicy":
+        if (value === "key1" || value === "consumers") settings.resyncPolicy = value;
+        else problems.push("resyncPolicy must be 'key1' or 'consumers'");
+        break;
+      case "latency":
+        if (value === "off" || value === "realistic") settings.latency = value;
+        else problems.push("latency must be 'off' or 'realistic'");
+        break;
+      case "throttling":
+        if (typeof value === "boolean") settings.throttling = value;
+        else problems.push("throttling must be a boolean");
+        break;
+      case "resyncPolls":
+      case "lroRetryAfterSeconds":
+      case "latencyScale":
+        if (typeof value === "number" && value >= 0) settings[key] = value;
+        else problems.push(`${key} must be a number >= 0`);
+        break;
+      default:
+        problems.push(`unknown setting '${key}'`);
+    }
+  }
+  if (problems.length > 0) throw new AzureError(400, "InvalidSettings", problems.join("; "));
+  Object.assign(current, settings);
+}

@@ -1,0 +1,190 @@
+import { randomBytes } from "node:crypto";
+import { AzureError, isObject, jsonBody, type Request } from "../http";
+import { batchAccountId, resourceKey, type BatchAccount, type KeyName } from "../model";
+import type { EmulatorContext, RouteModule } from "../context";
+import { consumerHoldings, heldKeyName } from "../consumers";
+import { filterByGroup, getResource, page } from "./common";
+
+const TYPE = "Microsoft.Batch/batchAccounts";
+const ACCOUNT =
+  "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.Batch/batchAccounts/{accountName}";
+
+function batchBody(batch: BatchAccount): Record<string, unknown> {
+  return {
+    id: batch.id,
+    name: batch.name,
+    type: TYPE,
+    location: batch.location,
+    identity: { type: "None" },
+    properties: {
+      accountEndpoint: `${batch.name}.${batch.location}.batch.azure.com`,
+      provisioningState: "Succeeded",
+      poolAllocationMode: "BatchService",
+      publicNetworkAccess: "Enabled",
+      allowedAuthenticationModes: ["SharedKey", "AAD", "TaskAuthenticationToken"],
+      ...(batch.autoStorage
+        ? {
+            autoStorage: {
+              storageAccountId: batch.autoStorage.storageAccountId,
+              lastKeySync: batch.autoStorage.lastKeySync.toISOString(),
+              authenticationMode: batch.autoStorage.authenticationMode,
+            },
+          }
+        : {}),
+      dedicatedCoreQuota: 100,
+      lowPriorityCoreQuota: 100,
+      poolQuota: 100,
+      activeJobAndJobScheduleQuota: 300,
+    },
+  };
+}
+
+/**
+ * Which key a service-chosen consumer takes on a sync: key1 always, or the key most of the
+ * account's other consumers hold (Microsoft does not document the choice, so both are modelled).
+ */
+export function serviceChosenKey(
+  ctx: EmulatorContext,
+  storageAccountIdValue: string,
+  excludeConsumerId: string,
+): KeyName {
+  if (ctx.settings.resyncPolicy === "key1") return "key1";
+  const votes = { key1: 0, key2: 0 };
+  for (const h of consumerHoldings(ctx.estate)) {
+    if (h.id === excludeConsumerId || resourceKey(h.storageAccountId) !== resourceKey(storageAccountIdValue))
+      continue;
+    if (h.kind !== "datastore" && h.kind !== "keyVaultReader") continue;
+    const name = heldKeyName(ctx.estate, h);
+    if (name) votes[name]++;
+  }
+  return votes.key2 > votes.key1 ? "key2" : "key1";
+}
+
+function parseBatchKeyName(req: Request): "primary" | "secondary" {
+  const body = jsonBody(req);
+  const keyName = isObject(body) ? body.keyName : undefined;
+  if (keyName !== "Primary" && keyName !== "Secondary") {
+    throw new AzureError(
+      400,
+      "InvalidRequestBody",
+      `The value of keyName '${String(keyName)}' in the request body is invalid. Expected 'Primary' or 'Secondary'.`,
+    );
+  }
+  return keyName === "Primary" ? "primary" : "secondary";
+}
+
+export const batchRoutes: RouteModule = (ctx) => {
+  const find = (p: Record<string, string>): BatchAccount =>
+    getResource(
+      ctx.estate.batchAccounts,
+      batchAccountId(p.subscriptionId!, p.resourceGroupName!, p.accountName!),
+      TYPE,
+      p.accountName!,
+      p.resourceGroupName!,
+    );
+  const keys = (b: BatchAccount) => ({
+    accountName: b.name,
+    primary: b.keys.primary,
+    secondary: b.keys.secondary,
+  });
+  return [
+    {
+      method: "GET",
+      pattern: "/subscriptions/{subscriptionId}/providers/Microsoft.Batch/batchAccounts",
+      provider: "Microsoft.Batch",
+      action: "Microsoft.Batch/batchAccounts/read",
+      kind: "read",
+      operation: "batchAccounts.list",
+      handler: (req, p) => ({
+        status: 200,
+        body: page(
+          filterByGroup(ctx.estate.batchAccounts.values(), p.subscriptionId!).map(batchBody),
+          req,
+          100,
+        ),
+      }),
+    },
+    {
+      method: "GET",
+      pattern:
+        "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.Batch/batchAccounts",
+      provider: "Microsoft.Batch",
+      action: "Microsoft.Batch/batchAccounts/read",
+      kind: "read",
+      operation: "batchAccounts.listByResourceGroup",
+      handler: (req, p) => ({
+        status: 200,
+        body: page(
+          filterByGroup(ctx.estate.batchAccounts.values(), p.subscriptionId!, p.resourceGroupName).map(
+            batchBody,
+          ),
+          req,
+          100,
+        ),
+      }),
+    },
+    {
+      method: "GET",
+      pattern: ACCOUNT,
+      provider: "Microsoft.Batch",
+      action: "Microsoft.Batch/batchAccounts/read",
+      kind: "read",
+      operation: "batchAccounts.get",
+      handler: (_req, p) => ({ status: 200, body: batchBody(find(p)) }),
+    },
+    {
+      method: "POST",
+      pattern: `${ACCOUNT}/listKeys`,
+      provider: "Microsoft.Batch",
+      action: "Microsoft.Batch/batchAccounts/listkeys/action",
+      kind: "write",
+      operation: "batchAccounts.getKeys",
+      handler: (_req, p) => ({ status: 200, body: keys(find(p)) }),
+    },
+    {
+      method: "POST",
+      pattern: `${ACCOUNT}/regenerateKeys`,
+      provider: "Microsoft.Batch",
+      action: "Microsoft.Batch/batchAccounts/regeneratekeys/action",
+      kind: "write",
+      operation: "batchAccounts.regenerateKey",
+      handler: (req, p) => {
+        const batch = find(p);
+        batch.keys[parseBatchKeyName(req)] = randomBytes(64).toString("base64");
+        return { status: 200, body: keys(batch) };
+      },
+    },
+    {
+      method: "POST",
+      pattern: `${ACCOUNT}/syncAutoStorageKeys`,
+      provider: "Microsoft.Batch",
+      action: "Microsoft.Batch/batchAccounts/syncAutoStorageKeys/action",
+      kind: "write",
+      operation: "batchAccounts.synchronizeAutoStorageKeys",
+      handler: async (_req, p) => {
+        const batch = find(p);
+        const auto = batch.autoStorage;
+        if (!auto || auto.authenticationMode !== "StorageKeys") {
+          throw new AzureError(
+            409,
+            "AccountNotConfiguredForAutoStorage",
+            `The Batch account '${batch.name}' has no auto-storage account that uses storage keys.`,
+          );
+        }
+        const account = ctx.estate.storageAccounts.get(resourceKey(auto.storageAccountId));
+        if (!account) {
+          throw new AzureError(
+            409,
+            "AutoStorageAccountNotFound",
+            `The auto-storage account of '${batch.name}' was not found.`,
+          );
+        }
+        const pick = serviceChosenKey(ctx, account.id, batch.id);
+        auto.heldKey = account.keys[pick].value;
+        auto.lastKeySync = ctx.now();
+        await ctx.changed(`syncAutoStorageKeys ${batch.name}`);
+        return { status: 204 };
+      },
+    },
+  ];
+};

@@ -1,0 +1,168 @@
+import { AzureError, isObject, jsonBody, type Request } from "../http";
+import { newStorageKey, storageAccountId, type KeyName, type StorageAccount } from "../model";
+import type { EmulatorContext, RouteModule } from "../context";
+import { filterByGroup, getResource, page } from "./common";
+
+const TYPE = "Microsoft.Storage/storageAccounts";
+const ACCOUNT =
+  "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.Storage/storageAccounts/{accountName}";
+
+export function storageAccountBody(ctx: EmulatorContext, account: StorageAccount): Record<string, unknown> {
+  const blob = ctx.dataPlane.blobEndpoint(account.name);
+  return {
+    id: account.id,
+    name: account.name,
+    type: TYPE,
+    location: account.location,
+    tags: account.tags,
+    kind: account.kind,
+    sku: { name: "Standard_LRS", tier: "Standard" },
+    properties: {
+      provisioningState: "Succeeded",
+      creationTime: account.keys.key1.creationTime.toISOString(),
+      keyCreationTime: {
+        key1: account.keys.key1.creationTime.toISOString(),
+        key2: account.keys.key2.creationTime.toISOString(),
+      },
+      ...(account.keyExpirationPeriodInDays !== undefined
+        ? { keyPolicy: { keyExpirationPeriodInDays: account.keyExpirationPeriodInDays } }
+        : {}),
+      primaryEndpoints: {
+        blob,
+        // Azurite serves ADLS Gen2 accounts through the blob endpoint; there is no dfs or file service.
+        dfs: account.isHnsEnabled ? blob : undefined,
+        table: ctx.dataPlane.tableEndpoint(account.name),
+        queue: ctx.dataPlane.queueEndpoint(account.name),
+      },
+      primaryLocation: account.location,
+      statusOfPrimary: "available",
+      isHnsEnabled: account.isHnsEnabled,
+      allowSharedKeyAccess: true,
+      minimumTlsVersion: "TLS1_2",
+      supportsHttpsTrafficOnly: true,
+      encryption: {
+        keySource: "Microsoft.Storage",
+        services: { blob: { enabled: true, keyType: "Account" } },
+      },
+    },
+  };
+}
+
+function keysBody(account: StorageAccount): { keys: unknown[] } {
+  return {
+    keys: (["key1", "key2"] as const).map((keyName) => ({
+      keyName,
+      value: account.keys[keyName].value,
+      permissions: "FULL",
+      creationTime: account.keys[keyName].creationTime.toISOString(),
+    })),
+  };
+}
+
+function parseKeyName(req: Request): KeyName {
+  const body = jsonBody(req);
+  const keyName = isObject(body) ? body.keyName : undefined;
+  if (typeof keyName !== "string") {
+    throw new AzureError(
+      400,
+      "InvalidRequestContent",
+      "The request content was invalid: 'keyName' is required (key1 or key2).",
+    );
+  }
+  const lower = keyName.toLowerCase();
+  if (lower !== "key1" && lower !== "key2") {
+    throw new AzureError(
+      400,
+      "InvalidValuesForRequestParameters",
+      `Values for request parameters are invalid: keyName '${keyName}'. Use key1 or key2.`,
+    );
+  }
+  return lower;
+}
+
+/** Regenerates one key (also used by the admin API to change a key behind keyturn's back). */
+export async function regenerateStorageKey(
+  ctx: EmulatorContext,
+  account: StorageAccount,
+  keyName: KeyName,
+  cause: string,
+): Promise<void> {
+  account.keys[keyName] = { value: newStorageKey(), creationTime: ctx.now() };
+  await ctx.changed(cause);
+}
+
+export const storageRoutes: RouteModule = (ctx) => {
+  const find = (p: Record<string, string>): StorageAccount =>
+    getResource(
+      ctx.estate.storageAccounts,
+      storageAccountId(p.subscriptionId!, p.resourceGroupName!, p.accountName!),
+      TYPE,
+      p.accountName!,
+      p.resourceGroupName!,
+    );
+  const list = (req: Request, items: StorageAccount[]) => ({
+    status: 200,
+    body: page(
+      items.map((a) => storageAccountBody(ctx, a)),
+      req,
+      100,
+    ),
+  });
+  return [
+    {
+      method: "GET",
+      pattern: "/subscriptions/{subscriptionId}/providers/Microsoft.Storage/storageAccounts",
+      provider: "Microsoft.Storage",
+      action: "Microsoft.Storage/storageAccounts/read",
+      kind: "read",
+      operation: "storageAccounts.list",
+      handler: (req, p) => list(req, filterByGroup(ctx.estate.storageAccounts.values(), p.subscriptionId!)),
+    },
+    {
+      method: "GET",
+      pattern:
+        "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.Storage/storageAccounts",
+      provider: "Microsoft.Storage",
+      action: "Microsoft.Storage/storageAccounts/read",
+      kind: "read",
+      operation: "storageAccounts.listByResourceGroup",
+      handler: (req, p) =>
+        list(
+          req,
+          filterByGroup(ctx.estate.storageAccounts.values(), p.subscriptionId!, p.resourceGroupName),
+        ),
+    },
+    {
+      method: "GET",
+      pattern: ACCOUNT,
+      provider: "Microsoft.Storage",
+      action: "Microsoft.Storage/storageAccounts/read",
+      kind: "read",
+      operation: "storageAccounts.getProperties",
+      handler: (_req, p) => ({ status: 200, body: storageAccountBody(ctx, find(p)) }),
+    },
+    {
+      method: "POST",
+      pattern: `${ACCOUNT}/listKeys`,
+      provider: "Microsoft.Storage",
+      action: "Microsoft.Storage/storageAccounts/listKeys/action",
+      kind: "write",
+      operation: "storageAccounts.listKeys",
+      handler: (_req, p) => ({ status: 200, body: keysBody(find(p)) }),
+    },
+    {
+      method: "POST",
+      pattern: `${ACCOUNT}/regenerateKey`,
+      provider: "Microsoft.Storage",
+      action: "Microsoft.Storage/storageAccounts/regeneratekey/action",
+      kind: "write",
+      operation: "storageAccounts.regenerateKey",
+      handler: async (req, p) => {
+        const account = find(p);
+        const keyName = parseKeyName(req);
+        await regenerateStorageKey(ctx, account, keyName, `regenerateKey ${account.name}/${keyName}`);
+        return { status: 200, body: keysBody(account) };
+      },
+    },
+  ];
+};

@@ -1,0 +1,66 @@
+import type { Estate } from "./model";
+import type { Handler, Request, Response } from "./http";
+import type { Identity, Principal } from "./identity";
+import type { Rbac } from "./rbac";
+import type { DataPlane } from "./dataplane";
+
+export type ProviderName =
+  "Microsoft.Storage" | "Microsoft.MachineLearningServices" | "Microsoft.Batch" | "subscriptions";
+
+/** Which storage key a service-chosen consumer (workspace resync, Batch auto-storage sync) picks. */
+export type ResyncPolicy = "key1" | "consumers";
+
+export interface EmulatorSettings {
+  resyncPolicy: ResyncPolicy;
+  /** How many polls a resyncKeys long-running operation answers 202 before it completes. */
+  resyncPolls: number;
+  /** Seconds clients are told to wait between LRO polls (Retry-After). */
+  lroRetryAfterSeconds: number;
+  latency: "off" | "realistic";
+  /** Multiplies every modelled latency (0.1 makes a realistic model ten times faster). */
+  latencyScale: number;
+  throttling: boolean;
+}
+
+/** What route modules may use: the estate and the hooks that keep Azurite and the outage log true. */
+export interface EmulatorContext {
+  readonly estate: Estate;
+  readonly identity: Identity;
+  readonly rbac: Rbac;
+  readonly settings: EmulatorSettings;
+  readonly dataPlane: DataPlane;
+  now(): Date;
+  /**
+   * Call after any change to keys or to what a consumer holds: mirrors the accounts' keys into
+   * Azurite (a regenerated key is refused at once) and updates the outage log. Await it before
+   * answering, so the client never sees success before the data plane agrees.
+   */
+  changed(reason: string): Promise<void>;
+  /** A pending injected LRO failure for this operation name (e.g. "resyncKeys"), consumed if present. */
+  takeLroFailure(operation: string): boolean;
+}
+
+export interface ArmCall {
+  principal: Principal;
+  subscriptionId: string;
+  /** The ARM scope the action is checked against (the resource path without a trailing action). */
+  scope: string;
+}
+
+export interface ArmRoute {
+  method: "GET" | "PUT" | "POST" | "DELETE" | "PATCH";
+  /** e.g. `/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.Storage/storageAccounts/{accountName}` */
+  pattern: string;
+  provider: ProviderName;
+  /** The RBAC action, named as Azure lists it (matched case-insensitively). Undefined: no RBAC check. */
+  action?: string;
+  /** Which ARM token bucket the call draws from. */
+  kind: "read" | "write";
+  /** Operation name for latency, faults and the request log, e.g. "storageAccounts.regenerateKey". */
+  operation: string;
+  handler: (req: Request, params: Record<string, string>, call: ArmCall) => Promise<Response> | Response;
+}
+
+export type RouteModule = (ctx: EmulatorContext) => ArmRoute[];
+
+export type { Handler };

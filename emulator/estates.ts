@@ -1,0 +1,285 @@
+import { randomBytes } from "node:crypto";
+import {
+  batchAccountId,
+  keyVaultId,
+  newStorageKey,
+  resourceKey,
+  storageAccountId,
+  workspaceId,
+  type Datastore,
+  type DatastoreCredentials,
+  type DatastoreType,
+  type Estate,
+  type StorageAccount,
+  type Workspace,
+} from "./model";
+
+export const EMULATOR_TENANT_ID = "72f988bf-0000-4000-8000-00000000e7e7";
+export const DEMO_SUBSCRIPTION_ID = "6f1c2a3b-4d5e-4f60-8a7b-9c0d1e2f3a4b";
+const LOCATION = "westeurope";
+
+/** An estate name as the CLI takes it: `demo` or `large:<accounts>x<datastoresPerAccount>`. */
+export function parseEstateName(
+  name: string,
+): { kind: "demo" } | { kind: "large"; accounts: number; datastores: number } {
+  if (name === "demo") return { kind: "demo" };
+  const m = /^large:(\d+)x(\d+)$/.exec(name);
+  if (m) {
+    const accounts = Number(m[1]);
+    const datastores = Number(m[2]);
+    if (accounts >= 1 && accounts <= 5000 && datastores >= 0 && datastores <= 1000) {
+      return { kind: "large", accounts, datastores };
+    }
+  }
+  throw new Error(
+    `Unknown estate '${name}': use 'demo' or 'large:<accounts>x<datastoresPerAccount>' (1-5000 accounts, 0-1000 datastores each), e.g. large:50x10.`,
+  );
+}
+
+export function buildEstate(name: string, now: Date): Estate {
+  const parsed = parseEstateName(name);
+  return parsed.kind === "demo" ? demoEstate(now) : largeEstate(parsed.accounts, parsed.datastores, now);
+}
+
+function emptyEstate(): Estate {
+  return {
+    tenantId: EMULATOR_TENANT_ID,
+    subscriptions: new Map(),
+    storageAccounts: new Map(),
+    workspaces: new Map(),
+    batchAccounts: new Map(),
+    vaults: new Map(),
+    keyVaultReaders: [],
+  };
+}
+
+function addSubscription(
+  estate: Estate,
+  subscriptionId: string,
+  displayName: string,
+  groups: string[],
+): void {
+  estate.subscriptions.set(subscriptionId.toLowerCase(), {
+    subscriptionId,
+    displayName,
+    resourceGroups: new Set(groups.map((g) => g.toLowerCase())),
+  });
+}
+
+function addAccount(
+  estate: Estate,
+  sub: string,
+  rg: string,
+  name: string,
+  keyAgeDays: number,
+  now: Date,
+  extra: Partial<StorageAccount> = {},
+): StorageAccount {
+  const created = new Date(now.getTime() - keyAgeDays * 86_400_000);
+  const account: StorageAccount = {
+    id: storageAccountId(sub, rg, name),
+    subscriptionId: sub,
+    resourceGroup: rg,
+    name,
+    location: LOCATION,
+    kind: "StorageV2",
+    tags: {},
+    isHnsEnabled: false,
+    keys: {
+      key1: { value: newStorageKey(), creationTime: created },
+      key2: { value: newStorageKey(), creationTime: created },
+    },
+    ...extra,
+  };
+  estate.storageAccounts.set(resourceKey(account.id), account);
+  return account;
+}
+
+function addWorkspace(
+  estate: Estate,
+  sub: string,
+  rg: string,
+  name: string,
+  storage: StorageAccount,
+): Workspace {
+  const ws: Workspace = {
+    id: workspaceId(sub, rg, name),
+    subscriptionId: sub,
+    resourceGroup: rg,
+    name,
+    location: LOCATION,
+    storageAccountId: storage.id,
+    keyVaultId: keyVaultId(sub, rg, `kv-${name}`.slice(0, 24)),
+    applicationInsightsId: `/subscriptions/${sub}/resourceGroups/${rg}/providers/Microsoft.Insights/components/appi-${name}`,
+    containerRegistryId: `/subscriptions/${sub}/resourceGroups/${rg}/providers/Microsoft.ContainerRegistry/registries/cr${name.replace(/[^a-z0-9]/gi, "")}`,
+    userStorageKey: storage.keys.key1.value,
+    datastores: new Map(),
+  };
+  estate.workspaces.set(resourceKey(ws.id), ws);
+  // Every workspace has its two default datastores on its own storage account.
+  addDatastore(
+    ws,
+    "workspaceblobstore",
+    "AzureBlob",
+    storage,
+    `azureml-blobstore-${shortId()}`,
+    accountKey(storage),
+    true,
+  );
+  addDatastore(
+    ws,
+    "workspacefilestore",
+    "AzureFile",
+    storage,
+    `azureml-filestore-${shortId()}`,
+    accountKey(storage),
+  );
+  return ws;
+}
+
+function accountKey(account: StorageAccount): DatastoreCredentials {
+  return {
+    credentialsType: "AccountKey",
+    secrets: { secretsType: "AccountKey", key: account.keys.key1.value },
+  };
+}
+
+function addDatastore(
+  ws: Workspace,
+  name: string,
+  type: DatastoreType,
+  account: StorageAccount,
+  container: string,
+  credentials: DatastoreCredentials,
+  isDefault = false,
+): Datastore {
+  const now = new Date();
+  const ds: Datastore = {
+    id: `${ws.id}/datastores/${name}`,
+    name,
+    datastoreType: type,
+    accountName: account.name,
+    containerName: container,
+    endpoint: "core.windows.net",
+    protocol: "https",
+    isDefault,
+    tags: {},
+    credentials,
+    createdAt: now,
+    lastModifiedAt: now,
+  };
+  ws.datastores.set(name.toLowerCase(), ds);
+  return ds;
+}
+
+function shortId(): string {
+  return randomBytes(4).toString("hex");
+}
+
+/**
+ * The demo estate: three workspaces in two resource groups, four storage accounts (one shared by
+ * two workspaces, one ADLS Gen2), AccountKey datastores of every type, one SAS and one
+ * identity-based datastore, a Batch account with auto-storage and a Key Vault that publishes a key.
+ */
+function demoEstate(now: Date): Estate {
+  const estate = emptyEstate();
+  const sub = DEMO_SUBSCRIPTION_ID;
+  addSubscription(estate, sub, "ml-platform", ["rg-ml-prod", "rg-ml-research"]);
+
+  const shared = addAccount(estate, sub, "rg-ml-prod", "stmlshared", 120, now, {
+    keyExpirationPeriodInDays: 90,
+  });
+  const research = addAccount(estate, sub, "rg-ml-research", "stmlresearch", 45, now);
+  const lake = addAccount(estate, sub, "rg-ml-research", "stmllake", 200, now, { isHnsEnabled: true });
+  const batch = addAccount(estate, sub, "rg-ml-prod", "stmlbatch", 60, now);
+
+  const train = addWorkspace(estate, sub, "rg-ml-prod", "mlw-train", shared);
+  const score = addWorkspace(estate, sub, "rg-ml-prod", "mlw-score", shared);
+  const explore = addWorkspace(estate, sub, "rg-ml-research", "mlw-research", research);
+
+  addDatastore(train, "curated_lake", "AzureDataLakeGen2", lake, "curated", accountKey(lake));
+  addDatastore(explore, "raw_lake", "AzureDataLakeGen2", lake, "raw", accountKey(lake));
+  addDatastore(score, "batch_outputs", "AzureBlob", batch, "outputs", accountKey(batch));
+  addDatastore(explore, "shared_features", "AzureBlob", shared, "features", accountKey(shared));
+  addDatastore(explore, "partner_drop", "AzureBlob", lake, "partner", {
+    credentialsType: "Sas",
+    // The emulator signs SAS tokens when the data plane starts; until then this is a placeholder.
+    secrets: { secretsType: "Sas", sasToken: "" },
+  });
+  addDatastore(train, "identity_scratch", "AzureBlob", research, "scratch", { credentialsType: "None" });
+
+  const batchId = batchAccountId(sub, "rg-ml-prod", "batchmltrain");
+  estate.batchAccounts.set(resourceKey(batchId), {
+    id: batchId,
+    subscriptionId: sub,
+    resourceGroup: "rg-ml-prod",
+    name: "batchmltrain",
+    location: LOCATION,
+    keys: { primary: randomBytes(64).toString("base64"), secondary: randomBytes(64).toString("base64") },
+    autoStorage: {
+      storageAccountId: batch.id,
+      authenticationMode: "StorageKeys",
+      lastKeySync: new Date(now.getTime() - 60 * 86_400_000),
+      heldKey: batch.keys.key1.value,
+    },
+  });
+
+  const vaultId = keyVaultId(sub, "rg-ml-prod", "kv-keyturn-demo");
+  estate.vaults.set(resourceKey(vaultId), {
+    id: vaultId,
+    subscriptionId: sub,
+    resourceGroup: "rg-ml-prod",
+    name: "kv-keyturn-demo",
+    location: LOCATION,
+    vaultUri: "",
+    secrets: new Map([
+      [
+        "stmlbatch-key",
+        [
+          {
+            version: randomBytes(16).toString("hex"),
+            value: batch.keys.key1.value,
+            tags: { "keyturn-storage-account": batch.id, "keyturn-key-name": "key1" },
+            enabled: true,
+            created: now,
+            updated: now,
+          },
+        ],
+      ],
+    ]),
+  });
+  estate.keyVaultReaders.push({
+    name: "scoring-app",
+    vaultName: "kv-keyturn-demo",
+    secretName: "stmlbatch-key",
+    storageAccountId: batch.id,
+  });
+  return estate;
+}
+
+/** Many accounts for scale work: one workspace per account, datastores spread over 25 resource groups. */
+function largeEstate(accounts: number, datastores: number, now: Date): Estate {
+  const estate = emptyEstate();
+  const sub = DEMO_SUBSCRIPTION_ID;
+  const groups = Array.from(
+    { length: Math.min(25, accounts) },
+    (_, i) => `rg-ml-${String(i).padStart(2, "0")}`,
+  );
+  addSubscription(estate, sub, "ml-platform-large", groups);
+  for (let i = 0; i < accounts; i++) {
+    const rg = groups[i % groups.length]!;
+    const account = addAccount(estate, sub, rg, `stml${String(i).padStart(5, "0")}`, 40 + (i % 60), now);
+    const ws = addWorkspace(estate, sub, rg, `mlw-${String(i).padStart(5, "0")}`, account);
+    for (let d = 0; d < datastores; d++) {
+      addDatastore(
+        ws,
+        `ds_${String(d).padStart(4, "0")}`,
+        "AzureBlob",
+        account,
+        `data${d}`,
+        accountKey(account),
+      );
+    }
+  }
+  return estate;
+}

@@ -1,0 +1,602 @@
+import { createServer, type Server } from "node:https";
+import type { IncomingMessage, ServerResponse } from "node:http";
+import type { Socket } from "node:net";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { randomUUID } from "node:crypto";
+import { setTimeout as sleep } from "node:timers/promises";
+import { generate } from "selfsigned";
+import { AzureError, Router, errorResponse, readRequest, send, type Request, type Response } from "./http";
+import { ARM_AUDIENCES, Identity, type Principal } from "./identity";
+import { Rbac, loadRoleDefinition, type RoleDefinition } from "./rbac";
+import { SubscriptionThrottle } from "./throttle";
+import { Faults, type FaultAction } from "./faults";
+import { sampleLatencyMs } from "./latency";
+import { buildEstate, EMULATOR_TENANT_ID } from "./estates";
+import { resourceKey, type Estate, type KeyVault } from "./model";
+import { startDataPlane, type DataPlane } from "./dataplane";
+import { ConsumerJobs, OutageLog } from "./consumers";
+import type { ArmRoute, EmulatorContext, EmulatorSettings, ProviderName } from "./context";
+import { storageRoutes } from "./arm/storage";
+import { batchRoutes } from "./arm/batch";
+import { mlRoutes } from "./arm/ml";
+import { subscriptionRoutes } from "./arm/subscriptions";
+import { vaultHandler } from "./keyvault";
+import { adminRoutes } from "./admin";
+import { signSasDatastores } from "./sas";
+import { KEYTURN_ROLE_FILE } from "./paths";
+
+export { EMULATOR_TENANT_ID };
+
+/** The api-versions each provider accepts: the SDKs' (DESIGN §7) and the Azure CLI's older ones. */
+export const API_VERSIONS: Record<ProviderName, string[]> = {
+  "Microsoft.Storage": [
+    "2019-06-01",
+    "2021-04-01",
+    "2021-06-01",
+    "2021-08-01",
+    "2021-09-01",
+    "2022-05-01",
+    "2022-09-01",
+    "2023-01-01",
+    "2023-04-01",
+    "2023-05-01",
+    "2024-01-01",
+    "2025-01-01",
+    "2025-06-01",
+    "2025-08-01",
+  ],
+  "Microsoft.MachineLearningServices": [
+    "2021-07-01",
+    "2022-05-01",
+    "2022-10-01",
+    "2023-04-01",
+    "2023-10-01",
+    "2024-04-01",
+    "2024-10-01",
+    "2025-01-01-preview",
+    "2025-06-01",
+  ],
+  "Microsoft.Batch": [
+    "2021-06-01",
+    "2022-01-01",
+    "2022-10-01",
+    "2023-05-01",
+    "2023-11-01",
+    "2024-02-01",
+    "2024-07-01",
+  ],
+  subscriptions: [
+    "2016-06-01",
+    "2018-06-01",
+    "2019-06-01",
+    "2019-11-01",
+    "2020-01-01",
+    "2021-01-01",
+    "2022-12-01",
+  ],
+};
+
+/** What the CLI writes with --connection-file and what clients need to reach the emulator. */
+export interface ConnectionInfo {
+  armEndpoint: string;
+  authorityHost: string;
+  tenantId: string;
+  clientId: string;
+  clientSecret: string;
+  subscriptionIds: string[];
+  caCertFile: string;
+  adminEndpoint: string;
+  vaults: Record<string, string>;
+}
+
+export interface EmulatorOptions {
+  /** `demo` (default) or `large:<accounts>x<datastoresPerAccount>`. */
+  estate?: string;
+  /** HTTPS port for ARM, sign-in and admin; 0 (default) picks a free one. */
+  port?: number;
+  settings?: Partial<EmulatorSettings>;
+  /** The role keyturn's principal is given at subscription scope; default infra/keyturn-role.json. */
+  roleFile?: string;
+  /** Run the simulated consumer jobs every N ms (off when undefined). */
+  consumerJobsIntervalMs?: number;
+}
+
+export interface Emulator {
+  connection: ConnectionInfo;
+  caCert: string;
+  ctx: EmulatorContext;
+  outages: OutageLog;
+  jobs: ConsumerJobs;
+  faults: Faults;
+  throttle: SubscriptionThrottle;
+  requestLog: RequestLogEntry[];
+  /** Adds a principal with the given role at the given scope (default: every subscription). */
+  addPrincipal(displayName: string, role: RoleDefinition, scope?: string): Principal;
+  stop(): Promise<void>;
+}
+
+export interface RequestLogEntry {
+  at: string;
+  method: string;
+  path: string;
+  operation: string;
+  status: number;
+  clientId?: string;
+}
+
+export const DEFAULT_SETTINGS: EmulatorSettings = {
+  resyncPolicy: "key1",
+  resyncPolls: 1,
+  lroRetryAfterSeconds: 0,
+  latency: "off",
+  latencyScale: 1,
+  throttling: true,
+};
+
+const MAX_REQUEST_LOG = 50_000;
+
+export async function startEmulator(options: EmulatorOptions = {}): Promise<Emulator> {
+  const now = () => new Date();
+  const estate = buildEstate(options.estate ?? "demo", now());
+  const settings: EmulatorSettings = { ...DEFAULT_SETTINGS, ...options.settings };
+  const tls = await makeCertificate();
+  const dir = mkdtempSync(join(tmpdir(), "keyturn-emulator-"));
+  const caCertFile = join(dir, "ca.pem");
+  writeFileSync(caCertFile, tls.cert);
+
+  let origin = "";
+  const identity = new Identity(EMULATOR_TENANT_ID, () => origin);
+  const rbac = new Rbac();
+  const role = loadRoleDefinition(options.roleFile ?? KEYTURN_ROLE_FILE);
+  rbac.addRole(role);
+  const keyturn = identity.addPrincipal("keyturn");
+  for (const sub of estate.subscriptions.values()) {
+    rbac.assign({
+      principalObjectId: keyturn.objectId,
+      role: role.Name,
+      scope: `/subscriptions/${sub.subscriptionId}`,
+    });
+  }
+
+  const dataPlane = await startDataPlane({ accounts: accountsOf(estate), tables: true, queues: true });
+  const outages = new OutageLog(estate, now);
+  const faults = new Faults();
+  const throttle = new SubscriptionThrottle();
+  const requestLog: RequestLogEntry[] = [];
+
+  const ctx: EmulatorContext = {
+    estate,
+    identity,
+    rbac,
+    settings,
+    dataPlane,
+    now,
+    changed: async (reason) => {
+      await dataPlane.setAccounts(accountsOf(estate));
+      outages.evaluate(reason);
+    },
+    takeLroFailure: (operation) => faults.takeLroFailure(operation),
+  };
+  await prepareContainers(estate, dataPlane);
+  await signSasDatastores(estate);
+  const jobs = new ConsumerJobs(estate, dataPlane, outages, now);
+
+  const armRoutes = [storageRoutes, mlRoutes, batchRoutes, subscriptionRoutes].flatMap((m) => m(ctx));
+  const arm = new Router();
+  for (const route of armRoutes) arm.add(route.method, route.pattern, () => ({ status: 500 }));
+  const byPattern = new Map(armRoutes.map((r) => [`${r.method} ${r.pattern}`, r]));
+
+  const emulator: Emulator = {
+    connection: undefined as unknown as ConnectionInfo,
+    caCert: tls.cert,
+    ctx,
+    outages,
+    jobs,
+    faults,
+    throttle,
+    requestLog,
+    addPrincipal(displayName, roleDefinition, scope) {
+      const principal = identity.addPrincipal(displayName);
+      if (!rbac.roles.has(roleDefinition.Name.toLowerCase())) rbac.addRole(roleDefinition);
+      const scopes = scope
+        ? [scope]
+        : [...estate.subscriptions.values()].map((s) => `/subscriptions/${s.subscriptionId}`);
+      for (const s of scopes)
+        rbac.assign({ principalObjectId: principal.objectId, role: roleDefinition.Name, scope: s });
+      return principal;
+    },
+    stop: async () => undefined,
+  };
+  const admin = adminRoutes(emulator);
+
+  const identityRouter = new Router()
+    .add("GET", "/{tenant}/.well-known/openid-configuration", (_r, p) =>
+      identity.openIdConfiguration(p.tenant!),
+    )
+    .add("GET", "/{tenant}/v2.0/.well-known/openid-configuration", (_r, p) =>
+      identity.openIdConfiguration(`${p.tenant!}/v2.0`),
+    )
+    .add("GET", "/{tenant}/discovery/keys", () => identity.jwks())
+    .add("GET", "/{tenant}/discovery/v2.0/keys", () => identity.jwks())
+    .add("POST", "/{tenant}/oauth2/token", (r) => identity.token(r))
+    .add("POST", "/{tenant}/oauth2/v2.0/token", (r) => identity.token(r))
+    .add("GET", "/common/discovery/instance", (r) => instanceDiscovery(r, origin))
+    .add("GET", "/metadata/endpoints", () => cloudMetadata(origin));
+
+  async function dispatchArm(req: Request, res: ServerResponse, requestId: string): Promise<Response> {
+    const path = "/" + req.segments.join("/");
+    const matched = arm.match(req.method, req.segments);
+    const route =
+      typeof matched === "object"
+        ? byPattern.get(`${matched.route.method} ${matched.route.pattern}`)
+        : undefined;
+    const operation = route?.operation ?? "unknown";
+    const fault = faults.take({ method: req.method, path, operation });
+    if (fault) {
+      const injected = await applyFault(fault, res, requestId);
+      if (injected) return injected;
+      return { status: 0 };
+    }
+    const { principal } = identity.authenticate(req.headers.authorization, ARM_AUDIENCES);
+    const apiVersion = req.query.get("api-version");
+    if (!apiVersion) {
+      throw new AzureError(
+        400,
+        "MissingApiVersionParameter",
+        "The api-version query parameter (?api-version=) is required for all requests.",
+      );
+    }
+    if (matched === "method") {
+      throw new AzureError(
+        405,
+        "MethodNotAllowed",
+        `The requested resource does not support http method '${req.method}'.`,
+      );
+    }
+    if (!matched || !route) throw unknownArmPath(req.segments);
+    const params = matched.params;
+    const subscriptionId = params.subscriptionId;
+    if (subscriptionId !== undefined) checkScope(estate, subscriptionId, params.resourceGroupName);
+    checkApiVersion(route, apiVersion, req.segments);
+    if (settings.throttling && subscriptionId !== undefined) {
+      const taken = throttle.take(subscriptionId, route.kind);
+      if (!taken.ok) {
+        throw new AzureError(
+          429,
+          "TooManyRequests",
+          `The request is being throttled as the limit has been reached for operation type - ${route.kind === "read" ? "Read" : "Write"}_ObservationWindow_00:05:00. For more information, refer to - https://aka.ms/armthrottling`,
+          { "retry-after": String(taken.retryAfterSeconds) },
+        );
+      }
+      res.setHeader(
+        `x-ms-ratelimit-remaining-subscription-${route.kind === "read" ? "reads" : "writes"}`,
+        String(taken.remaining),
+      );
+    }
+    const scope = route.method === "POST" ? path.split("/").slice(0, -1).join("/") : path;
+    if (route.action) rbac.authorize(principal, route.action, scope);
+    if (settings.latency === "realistic") await sleep(sampleLatencyMs(operation, settings.latencyScale));
+    res.setHeader("x-keyturn-client", principal.clientId);
+    return route.handler(req, params, { principal, subscriptionId: subscriptionId ?? "", scope });
+  }
+
+  async function handle(incoming: IncomingMessage, res: ServerResponse): Promise<void> {
+    const requestId = randomUUID();
+    let status = 500;
+    let operation = "unknown";
+    let req: Request | undefined;
+    try {
+      req = await readRequest(incoming);
+      const first = (req.segments[0] ?? "").toLowerCase();
+      let response: Response;
+      if (first === "subscriptions" || first === "providers") {
+        const matched = arm.match(req.method, req.segments);
+        if (typeof matched === "object")
+          operation =
+            byPattern.get(`${matched.route.method} ${matched.route.pattern}`)?.operation ?? operation;
+        response = await dispatchArm(req, res, requestId);
+      } else {
+        const router = first === "_admin" ? admin : identityRouter;
+        const matched = router.match(req.method, req.segments);
+        if (typeof matched !== "object")
+          throw new AzureError(404, "NotFound", `The requested path '${req.url.pathname}' was not found.`);
+        operation = first === "_admin" ? "admin" : "identity";
+        response = await matched.route.handler(req, matched.params);
+      }
+      if (response.status === 0) return; // a fault already handled the socket
+      status = response.status;
+      send(res, response, requestId);
+    } catch (e) {
+      const error = e instanceof AzureError ? e : internalError(e);
+      status = error.status;
+      send(res, errorResponse(error), requestId);
+    } finally {
+      const first = req?.segments[0]?.toLowerCase();
+      if (req && (first === "subscriptions" || first === "providers")) {
+        if (requestLog.length >= MAX_REQUEST_LOG) requestLog.shift();
+        requestLog.push({
+          at: now().toISOString(),
+          method: req.method,
+          path: req.url.pathname,
+          operation,
+          status,
+          clientId: res.getHeader("x-keyturn-client") as string | undefined,
+        });
+      }
+    }
+  }
+
+  const sockets = new Set<Socket>();
+  const track = (server: Server) =>
+    server.on("connection", (socket: Socket) => {
+      sockets.add(socket);
+      socket.on("close", () => sockets.delete(socket));
+    });
+
+  const server = track(createServer({ key: tls.key, cert: tls.cert }, (i, r) => void handle(i, r)));
+  await listen(server, options.port ?? 0);
+  origin = `https://127.0.0.1:${(server.address() as { port: number }).port}`;
+
+  const vaultServers: Server[] = [];
+  for (const vault of estate.vaults.values())
+    vaultServers.push(await startVault(ctx, vault, tls, () => origin, track));
+
+  if (options.consumerJobsIntervalMs !== undefined) jobs.start(options.consumerJobsIntervalMs);
+
+  emulator.connection = {
+    armEndpoint: origin,
+    authorityHost: origin,
+    tenantId: estate.tenantId,
+    clientId: keyturn.clientId,
+    clientSecret: keyturn.clientSecret,
+    subscriptionIds: [...estate.subscriptions.values()].map((s) => s.subscriptionId),
+    caCertFile,
+    adminEndpoint: `${origin}/_admin`,
+    vaults: Object.fromEntries([...estate.vaults.values()].map((v) => [v.name, v.vaultUri])),
+  };
+  outages.evaluate("start");
+  emulator.stop = async () => {
+    await jobs.stop();
+    for (const socket of sockets) socket.destroy();
+    await Promise.all([server, ...vaultServers].map((s) => new Promise<void>((r) => s.close(() => r()))));
+    await dataPlane.stop();
+    rmSync(dir, { recursive: true, force: true });
+  };
+  return emulator;
+}
+
+function accountsOf(estate: Estate) {
+  return [...estate.storageAccounts.values()].map((a) => ({
+    name: a.name,
+    key1: a.keys.key1.value,
+    key2: a.keys.key2.value,
+  }));
+}
+
+/** Every datastore's container exists in Azurite, so a probe with a live key succeeds. */
+async function prepareContainers(estate: Estate, dataPlane: DataPlane): Promise<void> {
+  const wanted = new Set<string>();
+  for (const ws of estate.workspaces.values()) {
+    for (const ds of ws.datastores.values()) {
+      if (ds.datastoreType !== "AzureFile") wanted.add(`${ds.accountName}\n${ds.containerName}`);
+    }
+  }
+  const pending = [...wanted];
+  const worker = async () => {
+    for (let next = pending.pop(); next !== undefined; next = pending.pop()) {
+      const [account, container] = next.split("\n") as [string, string];
+      await dataPlane.ensureContainer(account, container);
+    }
+  };
+  await Promise.all(Array.from({ length: 8 }, worker));
+}
+
+function checkScope(estate: Estate, subscriptionId: string, resourceGroup: string | undefined): void {
+  const sub = estate.subscriptions.get(subscriptionId.toLowerCase());
+  if (!sub)
+    throw new AzureError(
+      404,
+      "SubscriptionNotFound",
+      `The subscription '${subscriptionId}' could not be found.`,
+    );
+  if (resourceGroup !== undefined && !sub.resourceGroups.has(resourceGroup.toLowerCase())) {
+    throw new AzureError(
+      404,
+      "ResourceGroupNotFound",
+      `Resource group '${resourceGroup}' could not be found.`,
+    );
+  }
+}
+
+function checkApiVersion(route: ArmRoute, apiVersion: string, segments: string[]): void {
+  const supported = API_VERSIONS[route.provider];
+  if (supported.includes(apiVersion)) return;
+  if (route.provider === "subscriptions") {
+    throw new AzureError(
+      400,
+      "InvalidApiVersionParameter",
+      `The api-version '${apiVersion}' is invalid. The supported versions are '${supported.join(",")}'.`,
+    );
+  }
+  const providerIndex = segments.findIndex((s) => s.toLowerCase() === "providers");
+  const type = segments[providerIndex + 2] ?? "";
+  throw new AzureError(
+    400,
+    "NoRegisteredProviderFound",
+    `No registered resource provider found for location 'westeurope' and API version '${apiVersion}' for type '${type}'. The supported api-versions are '${supported.join(", ")}'. The supported locations are 'westeurope, northeurope, eastus, westus2'.`,
+  );
+}
+
+/** ARM answers an unknown namespace or type with 400/404 naming it; anything else is a 404. */
+function unknownArmPath(segments: string[]): AzureError {
+  const i = segments.findIndex((s) => s.toLowerCase() === "providers");
+  const namespace = i >= 0 ? segments[i + 1] : undefined;
+  const known = ["microsoft.storage", "microsoft.machinelearningservices", "microsoft.batch"];
+  if (namespace && !known.includes(namespace.toLowerCase())) {
+    return new AzureError(
+      400,
+      "InvalidResourceNamespace",
+      `The resource namespace '${namespace}' is invalid.`,
+    );
+  }
+  if (namespace) {
+    return new AzureError(
+      404,
+      "InvalidResourceType",
+      `The resource type '${segments
+        .slice(i + 2)
+        .filter((_, k) => k % 2 === 0)
+        .join("/")}' could not be found in the namespace '${namespace}'.`,
+    );
+  }
+  return new AzureError(404, "NotFound", `The requested path '/${segments.join("/")}' was not found.`);
+}
+
+function internalError(e: unknown): AzureError {
+  // Never echo the thrown value: it could carry request content (I3). The stack goes to stderr for the developer.
+  process.stderr.write(`keyturn emulator: internal error: ${(e as Error)?.stack ?? String(e)}\n`);
+  return new AzureError(
+    500,
+    "InternalServerError",
+    "The emulator failed to process the request; see its log.",
+  );
+}
+
+async function applyFault(
+  fault: FaultAction,
+  res: ServerResponse,
+  requestId: string,
+): Promise<Response | undefined> {
+  switch (fault.type) {
+    case "status":
+      return errorResponse(
+        new AzureError(
+          fault.status,
+          fault.code ?? "InjectedFault",
+          fault.message ?? `Injected fault: status ${fault.status}.`,
+          fault.retryAfterSeconds !== undefined ? { "retry-after": String(fault.retryAfterSeconds) } : {},
+        ),
+      );
+    case "drop":
+      res.socket?.destroy();
+      return undefined;
+    case "timeout": {
+      const socket = res.socket;
+      setTimeout(() => socket?.destroy(), (fault.seconds ?? 120) * 1000).unref();
+      return undefined;
+    }
+    case "failLro":
+      return {
+        status: 500,
+        body: { error: { code: "InternalServerError", message: `request ${requestId}` } },
+      };
+  }
+}
+
+async function startVault(
+  ctx: EmulatorContext,
+  vault: KeyVault,
+  tls: { key: string; cert: string },
+  origin: () => string,
+  track: (s: Server) => Server,
+): Promise<Server> {
+  const handler = vaultHandler(ctx, vault, origin);
+  const server = track(
+    createServer({ key: tls.key, cert: tls.cert }, (incoming, res) => {
+      const requestId = randomUUID();
+      readRequest(incoming)
+        .then(handler)
+        .then(
+          (response) => send(res, response, requestId),
+          (e: unknown) => send(res, errorResponse(e instanceof AzureError ? e : internalError(e)), requestId),
+        );
+    }),
+  );
+  await listen(server, 0);
+  vault.vaultUri = `https://127.0.0.1:${(server.address() as { port: number }).port}/`;
+  return server;
+}
+
+function listen(server: Server, port: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(port, "127.0.0.1", () => {
+      server.off("error", reject);
+      resolve();
+    });
+  });
+}
+
+async function makeCertificate(): Promise<{ key: string; cert: string }> {
+  const pems = await Promise.resolve(
+    generate([{ name: "commonName", value: "keyturn emulator" }], {
+      notAfterDate: new Date(Date.now() + 30 * 86_400_000),
+      keySize: 2048,
+      algorithm: "sha256",
+      extensions: [
+        { name: "basicConstraints", cA: true },
+        { name: "keyUsage", keyCertSign: true, digitalSignature: true, keyEncipherment: true },
+        { name: "extKeyUsage", serverAuth: true },
+        {
+          name: "subjectAltName",
+          altNames: [
+            { type: 2, value: "localhost" },
+            { type: 7, ip: "127.0.0.1" },
+          ],
+        },
+      ],
+    }),
+  );
+  return { key: pems.private, cert: pems.cert };
+}
+
+function instanceDiscovery(req: Request, origin: string): Response {
+  const authority = req.query.get("authorization_endpoint") ?? "";
+  const tenant = /\/([^/]+)\/oauth2/.exec(authority)?.[1] ?? "common";
+  const host = new URL(origin).host;
+  return {
+    status: 200,
+    body: {
+      tenant_discovery_endpoint: `${origin}/${tenant}/v2.0/.well-known/openid-configuration`,
+      "api-version": "1.1",
+      metadata: [{ preferred_network: host, preferred_cache: host, aliases: [host] }],
+    },
+  };
+}
+
+/** ARM's cloud metadata, which `az cloud register --endpoint-resource-manager` reads. */
+function cloudMetadata(origin: string): Response {
+  const entry = {
+    portal: origin,
+    authentication: {
+      loginEndpoint: `${origin}/`,
+      audiences: ["https://management.core.windows.net/", "https://management.azure.com/"],
+      tenant: "common",
+      identityProvider: "AAD",
+    },
+    media: origin,
+    graphAudience: "https://graph.windows.net/",
+    graph: "https://graph.windows.net/",
+    name: "KeyturnEmulator",
+    suffixes: {
+      azureDataLakeStoreFileSystem: "azuredatalakestore.net",
+      acrLoginServer: "azurecr.io",
+      sqlServerHostname: "database.windows.net",
+      keyVaultDns: "vault.azure.net",
+      storage: "core.windows.net",
+    },
+    batch: "https://batch.core.windows.net/",
+    resourceManager: `${origin}/`,
+    vmImageAliasDoc: `${origin}/aliases.json`,
+    activeDirectoryDataLake: "https://datalake.azure.net/",
+    sqlManagement: "https://management.core.windows.net:8443/",
+    gallery: origin,
+  };
+  return { status: 200, body: [entry] };
+}
+
+export function findVault(estate: Estate, name: string): KeyVault | undefined {
+  return [...estate.vaults.values()].find((v) => resourceKey(v.name) === resourceKey(name));
+}

@@ -1,0 +1,12 @@
+import { existsSync } from "node:fs";
+import { dirname, join } from "node:path";
+
+/** The package root, from source (ts-jest) or from dist/ alike. */
+export function projectRoot(from: string = __dirname): string {
+  for (let dir = from; ; dir = dirname(dir)) {
+    if (existsSync(join(dir, "package.json"))) return dir;
+    if (dirname(dir) === dir) throw new Error(`No package.json above ${from}.`);
+  }
+}
+
+export const KEYTURN_ROLE_FILE = join(projectRoot(), "infra", "keyturn-role.json");
