@@ -1,5 +1,5 @@
 import { AzureError, Router, isObject, jsonBody } from "./http";
-import { findStorageAccountByName, resourceKey, type KeyName } from "./model";
+import { findStorageAccountByName, resourceKey } from "./model";
 import { consumerHoldings, emulatorFingerprint, heldKeyName } from "./consumers";
 import { regenerateStorageKey } from "./arm/storage";
 import type { FaultAction } from "./faults";
