@@ -1,0 +1,59 @@
+import { consumerHoldings, emulatorFingerprint, heldKeyName } from "./consumers";
+import type { Emulator } from "./index";
+
+const DAY_MS = 86_400_000;
+
+/** A plain-text account of what the emulator holds: fingerprints and key names, never key values. */
+export function describeEmulator(emulator: Emulator): string {
+  const { estate } = emulator.ctx;
+  const now = emulator.ctx.now().getTime();
+  const lines: string[] = [];
+  const c = emulator.connection;
+  lines.push(`keyturn emulator  ARM ${c.armEndpoint}  tenant ${c.tenantId}`);
+  lines.push(`  subscriptions: ${c.subscriptionIds.join(", ")}`);
+  lines.push(`  sign in as keyturn: client id ${c.clientId} (secret in the connection file)`);
+  lines.push("");
+  const holdings = consumerHoldings(estate);
+  lines.push(`Storage accounts (${estate.storageAccounts.size})`);
+  for (const a of estate.storageAccounts.values()) {
+    const age = (k: "key1" | "key2") => Math.floor((now - a.keys[k].creationTime.getTime()) / DAY_MS);
+    const consumers = holdings.filter((h) => h.storageAccountId === a.id);
+    lines.push(
+      `  ${a.name.padEnd(16)} ${a.resourceGroup.padEnd(16)} key1 ${emulatorFingerprint(a.keys.key1.value)} (${age("key1")}d)  key2 ${emulatorFingerprint(a.keys.key2.value)} (${age("key2")}d)${a.isHnsEnabled ? "  ADLS Gen2" : ""}${a.keyExpirationPeriodInDays ? `  key policy ${a.keyExpirationPeriodInDays}d` : ""}  ${consumers.length} consumers`,
+    );
+  }
+  lines.push("");
+  lines.push(`Workspaces (${estate.workspaces.size})`);
+  for (const ws of estate.workspaces.values()) {
+    const own = holdings.find((h) => h.id === ws.id);
+    lines.push(
+      `  ${ws.name}  (${ws.resourceGroup}, storage ${ws.storageAccountId.split("/").pop()}, holds ${own ? (heldKeyName(estate, own) ?? "a dead key") : "-"})`,
+    );
+    for (const ds of ws.datastores.values()) {
+      const holding = holdings.find((h) => h.id === ds.id);
+      const held = holding ? `holds ${heldKeyName(estate, holding) ?? "a dead key"}` : "";
+      lines.push(
+        `    ${ds.name.padEnd(22)} ${ds.datastoreType.padEnd(18)} ${ds.credentials.credentialsType.padEnd(10)} ${ds.accountName}/${ds.containerName}${ds.isDefault ? " (default)" : ""} ${held}`.trimEnd(),
+      );
+    }
+  }
+  lines.push("");
+  for (const b of estate.batchAccounts.values()) {
+    const holding = holdings.find((h) => h.id === b.id);
+    lines.push(
+      `Batch account ${b.name}: auto-storage ${b.autoStorage?.storageAccountId.split("/").pop() ?? "none"} (${b.autoStorage?.authenticationMode ?? "-"}), holds ${holding ? (heldKeyName(estate, holding) ?? "a dead key") : "-"}`,
+    );
+  }
+  for (const v of estate.vaults.values()) {
+    lines.push(`Key Vault ${v.name} at ${v.vaultUri}: secrets ${[...v.secrets.keys()].join(", ")}`);
+  }
+  for (const r of estate.keyVaultReaders) {
+    lines.push(`Key Vault reader ${r.name}: reads ${r.vaultName}/${r.secretName}`);
+  }
+  const outages = emulator.outages.all();
+  lines.push("");
+  lines.push(`Outages so far: ${outages.length}`);
+  return lines.join("\n");
+}
+
+export { emulatorFingerprint };
