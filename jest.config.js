@@ -7,4 +7,5 @@ module.exports = {
   // Integration tests start servers; give them room on a 2-core machine.
   testTimeout: 60000,
   maxWorkers: 2,
+  reporters: ["default", "<rootDir>/test/support/summary-reporter.js"],
 };

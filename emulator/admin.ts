@@ -119,12 +119,7 @@ export function adminRoutes(emulator: Emulator): Router {
     const keyName = isObject(body) ? body.keyName : undefined;
     if (keyName !== "key1" && keyName !== "key2")
       throw new AzureError(400, "InvalidRequestContent", 'Send {"keyName":"key1"|"key2"}.');
-    await regenerateStorageKey(
-      ctx,
-      account,
-      keyName,
-      `out-of-band regenerateKey ${account.name}/${keyName}`,
-    );
+    await regenerateStorageKey(ctx, account, keyName, `out-of-band regenerateKey ${account.name}/${keyName}`);
     return { status: 204 };
   });
 

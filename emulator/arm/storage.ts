@@ -127,10 +127,7 @@ export const storageRoutes: RouteModule = (ctx) => {
       kind: "read",
       operation: "storageAccounts.listByResourceGroup",
       handler: (req, p) =>
-        list(
-          req,
-          filterByGroup(ctx.estate.storageAccounts.values(), p.subscriptionId!, p.resourceGroupName),
-        ),
+        list(req, filterByGroup(ctx.estate.storageAccounts.values(), p.subscriptionId!, p.resourceGroupName)),
     },
     {
       method: "GET",
