@@ -1,0 +1,432 @@
+import type { Fingerprint } from "./fingerprint";
+import type { AccountNode } from "./graph";
+import { decideActiveKey, type KeyDecision } from "./decide";
+import {
+  consumerRef,
+  isReportOnly,
+  isServiceChosen,
+  isVoting,
+  type Consumer,
+  type ConsumerKind,
+  type ConsumerRef,
+  type KeyName,
+  type KeySnapshot,
+  type StorageAccountSnapshot,
+} from "./model";
+import { evaluateAccountPolicy, type PolicyOptions, type PolicySkipCode } from "./policy";
+
+/** How a consumer is moved to a key; one per consumer kind that holds a key. */
+export type MoveOperation =
+  | "putDatastore" // re-register in place; never delete and re-create (soft-deleted Key Vault secrets)
+  | "setSecretVersion" // a new version of the Key Vault secret, tagged with key name and rotation id
+  | "syncAutoStorageKeys" // Batch picks the key itself
+  | "resyncKeys"; // workspace long-running operation; without it the workspace follows after ~1 hour
+
+export const MOVE_OPERATION: Partial<Record<ConsumerKind, MoveOperation>> = {
+  datastore: "putDatastore",
+  keyVaultSecret: "setSecretVersion",
+  batchAutoStorage: "syncAutoStorageKeys",
+  workspace: "resyncKeys",
+};
+
+/**
+ * - `holdsKey`: the stored secret's fingerprint is the target key's and a data-plane probe with it succeeds.
+ * - `holdsLiveKey`: the workspace's `listKeys` shows one of the account's current keys (the service chose which).
+ * - `keySynced`: Batch `autoStorage.lastKeySync` moved past its value before the sync.
+ */
+export type CheckKind = "holdsKey" | "holdsLiveKey" | "keySynced";
+
+export const CHECK_KIND: Partial<Record<ConsumerKind, CheckKind>> = {
+  datastore: "holdsKey",
+  keyVaultSecret: "holdsKey",
+  workspace: "holdsLiveKey",
+  batchAutoStorage: "keySynced",
+};
+
+export type PlanPhase = "normalize" | "rotateStandby" | "retireActive";
+
+/**
+ * A key as a step needs it: with the fingerprint taken at the snapshot, or the one a regeneration
+ * earlier in the plan produced, which is only known at run time (see `resolveKeyTarget`).
+ */
+export type KeyTarget =
+  | { key: KeyName; source: "snapshot"; fingerprint: Fingerprint }
+  | { key: KeyName; source: "regenerated"; stepId: string };
+
+export interface ConsumerMove {
+  consumer: Consumer;
+  operation: MoveOperation;
+  /** The consumer held a key the account no longer has: this move heals it. */
+  heals: boolean;
+}
+
+export interface ConsumerCheck {
+  consumer: Consumer;
+  expect: CheckKind;
+}
+
+interface StepBase {
+  /** Unique in the plan and stable across replays: activities and telemetry name steps by it. */
+  id: string;
+  phase: PlanPhase;
+}
+
+/**
+ * Regenerates exactly one key (invariant I2), guarded by compare-and-swap (invariant I4): the key is
+ * regenerated only while it still has `expectFingerprint`, and only while `keep`, the key consumers
+ * were moved to, is unchanged. See `regenerationGuard`.
+ */
+export interface RegenerateKeyStep extends StepBase {
+  kind: "regenerateKey";
+  key: KeyName;
+  expectFingerprint: Fingerprint;
+  keep: KeyTarget;
+}
+
+/** Moves consumers to `to`. The moves are independent of each other and may run in parallel. */
+export interface MoveConsumersStep extends StepBase {
+  kind: "moveConsumers";
+  to: KeyTarget;
+  moves: ConsumerMove[];
+}
+
+/** Proves consumers work on `on`; any failure stops the rotation while the old key is still valid. */
+export interface VerifyConsumersStep extends StepBase {
+  kind: "verifyConsumers";
+  on: KeyTarget;
+  checks: ConsumerCheck[];
+  /** The key the plan regenerates next, if any: a consumer found on it would break, so it is flagged. */
+  nextRegeneration?: KeyName;
+}
+
+/** A durable timer so jobs and apps that cached the old key move on. 0 means no wait. */
+export interface GraceStep extends StepBase {
+  kind: "grace";
+  seconds: number;
+}
+
+export type PlanStep = RegenerateKeyStep | MoveConsumersStep | VerifyConsumersStep | GraceStep;
+export type StepKind = PlanStep["kind"];
+
+export interface AccountRef {
+  id: string;
+  name: string;
+  subscriptionId: string;
+  resourceGroup: string;
+}
+
+/** A consumer keyturn reports on but never writes (SAS and identity-based datastores). */
+export interface ConsumerNote extends ConsumerRef {
+  reason: string;
+}
+
+export interface AccountPlan {
+  account: AccountRef;
+  /** Fingerprints and creation times at the snapshot: the compare-and-swap baseline. */
+  keys: Record<KeyName, KeySnapshot>;
+  activeKey: KeyName;
+  standbyKey: KeyName;
+  decision: KeyDecision;
+  graceSeconds: number;
+  steps: PlanStep[];
+  /** Every consumer of the account, in graph order. */
+  consumers: ConsumerRef[];
+  notes: ConsumerNote[];
+  /** Policy remarks worth reporting, such as a forced rotation of a young key. */
+  policyNotes: string[];
+}
+
+export type AccountPlanResult =
+  | { action: "rotate"; plan: AccountPlan }
+  | {
+      action: "skip";
+      account: AccountRef;
+      code: PolicySkipCode;
+      reason: string;
+      consumers: ConsumerRef[];
+      decision?: KeyDecision;
+      keys: Record<KeyName, KeySnapshot>;
+    }
+  | { action: "fail"; account: AccountRef; reason: string; consumers: ConsumerRef[] };
+
+export interface PlanOptions extends PolicyOptions {
+  graceSeconds: number;
+}
+
+export function accountRef(account: StorageAccountSnapshot): AccountRef {
+  return {
+    id: account.id,
+    name: account.name,
+    subscriptionId: account.subscriptionId,
+    resourceGroup: account.resourceGroup,
+  };
+}
+
+/** Applies policy and, if the account is to be rotated, builds its step plan. Pure and deterministic. */
+export function planAccount(node: AccountNode, options: PlanOptions): AccountPlanResult {
+  const { account } = node;
+  const ref = accountRef(account);
+  const consumers = node.consumers.map(consumerRef);
+  const decision = decideActiveKey(account, node.consumers);
+  const verdict = evaluateAccountPolicy(node, decision.activeKey, options);
+  if (!verdict.rotate) {
+    return {
+      action: "skip",
+      account: ref,
+      code: verdict.code,
+      reason: verdict.reason,
+      consumers,
+      decision,
+      keys: account.keys,
+    };
+  }
+  if (account.keys.key1.fingerprint === account.keys.key2.fingerprint) {
+    // Either a broken snapshot or a fingerprint collision; both make every guard meaningless.
+    return {
+      action: "fail",
+      account: ref,
+      consumers,
+      reason: "key1 and key2 have the same fingerprint: the snapshot cannot tell the keys apart",
+    };
+  }
+  return { action: "rotate", plan: buildPlan(node, decision, options.graceSeconds, verdict.notes) };
+}
+
+/**
+ * The procedure of DESIGN §2 as data:
+ * (normalize → verify → grace) → regenerate standby → move → verify → grace → regenerate old active →
+ * resync the service-chosen consumers → verify everything again.
+ *
+ * Normalizing gets its own grace: moving a consumer's stored key does not move the jobs that cached the
+ * old one, and the old one (the standby) is about to be regenerated.
+ */
+export function buildPlan(
+  node: AccountNode,
+  decision: KeyDecision,
+  graceSeconds: number,
+  policyNotes: string[] = [],
+): AccountPlan {
+  const { account } = node;
+  const { activeKey, standbyKey } = decision;
+  const broken = new Set(decision.broken);
+  const voters = node.consumers.filter((c) => isVoting(c.kind));
+  const followers = node.consumers.filter((c) => isServiceChosen(c.kind));
+  const normalizing = new Set(decision.normalize);
+
+  const active: KeyTarget = {
+    key: activeKey,
+    source: "snapshot",
+    fingerprint: account.keys[activeKey].fingerprint,
+  };
+  const regenerateStandbyId = `regenerate-${standbyKey}`;
+  const newStandby: KeyTarget = { key: standbyKey, source: "regenerated", stepId: regenerateStandbyId };
+  const move = (consumer: Consumer): ConsumerMove => ({
+    consumer,
+    operation: operationFor(consumer.kind),
+    heals: broken.has(consumer.id),
+  });
+  const check = (consumer: Consumer): ConsumerCheck => ({ consumer, expect: checkFor(consumer.kind) });
+
+  const steps: PlanStep[] = [];
+  const toNormalize = voters.filter((c) => normalizing.has(c.id));
+  if (toNormalize.length > 0) {
+    steps.push(
+      {
+        id: `normalize-to-${activeKey}`,
+        phase: "normalize",
+        kind: "moveConsumers",
+        to: active,
+        moves: toNormalize.map(move),
+      },
+      {
+        id: `verify-normalized-${activeKey}`,
+        phase: "normalize",
+        kind: "verifyConsumers",
+        on: active,
+        checks: toNormalize.map(check),
+        nextRegeneration: standbyKey,
+      },
+      { id: "grace-normalized", phase: "normalize", kind: "grace", seconds: graceSeconds },
+    );
+  }
+  steps.push(
+    {
+      id: regenerateStandbyId,
+      phase: "rotateStandby",
+      kind: "regenerateKey",
+      key: standbyKey,
+      expectFingerprint: account.keys[standbyKey].fingerprint,
+      keep: active,
+    },
+    // The service-chosen consumers go first: if the service insists on the key just regenerated, they
+    // are the ones holding a dead key, and every second counts (invariant I1).
+    {
+      id: `move-to-${standbyKey}`,
+      phase: "rotateStandby",
+      kind: "moveConsumers",
+      to: newStandby,
+      moves: [...followers, ...voters].map(move),
+    },
+    {
+      id: `verify-${standbyKey}`,
+      phase: "rotateStandby",
+      kind: "verifyConsumers",
+      on: newStandby,
+      checks: [...followers, ...voters].map(check),
+      nextRegeneration: activeKey,
+    },
+    { id: "grace", phase: "rotateStandby", kind: "grace", seconds: graceSeconds },
+    {
+      id: `regenerate-${activeKey}`,
+      phase: "retireActive",
+      kind: "regenerateKey",
+      key: activeKey,
+      expectFingerprint: account.keys[activeKey].fingerprint,
+      keep: newStandby,
+    },
+  );
+  if (followers.length > 0) {
+    steps.push({
+      id: `resync-after-${activeKey}`,
+      phase: "retireActive",
+      kind: "moveConsumers",
+      to: newStandby,
+      moves: followers.map(move),
+    });
+  }
+  // Everyone again, not only the followers: a datastore re-registered by hand during the grace with
+  // the old key is dead now, and the report should say so rather than claim success.
+  steps.push({
+    id: "verify-final",
+    phase: "retireActive",
+    kind: "verifyConsumers",
+    on: newStandby,
+    checks: [...followers, ...voters].map(check),
+  });
+
+  return {
+    account: accountRef(account),
+    keys: account.keys,
+    activeKey,
+    standbyKey,
+    decision,
+    graceSeconds,
+    steps,
+    consumers: node.consumers.map(consumerRef),
+    notes: node.consumers.filter((c) => isReportOnly(c.kind)).map((c) => noteFor(c, activeKey, standbyKey)),
+    policyNotes,
+  };
+}
+
+function operationFor(kind: ConsumerKind): MoveOperation {
+  const operation = MOVE_OPERATION[kind];
+  if (!operation) throw new Error(`consumer kind ${kind} holds no key keyturn can move`);
+  return operation;
+}
+
+function checkFor(kind: ConsumerKind): CheckKind {
+  const check = CHECK_KIND[kind];
+  if (!check) throw new Error(`consumer kind ${kind} holds no key keyturn can verify`);
+  return check;
+}
+
+function noteFor(consumer: Consumer, activeKey: KeyName, standbyKey: KeyName): ConsumerNote {
+  const ref = consumerRef(consumer);
+  if (consumer.kind === "identityDatastore") {
+    return { ...ref, reason: "identity-based access: not affected by key rotation" };
+  }
+  if (consumer.kind === "sasDatastore" && consumer.signedWith !== undefined) {
+    const when =
+      consumer.signedWith === standbyKey
+        ? "at the first regeneration"
+        : consumer.signedWith === activeKey
+          ? "at the second regeneration, after the grace period"
+          : "";
+    return {
+      ...ref,
+      reason: `SAS signed with ${consumer.signedWith} stops working ${when}: re-sign it with ${standbyKey} after the rotation`,
+    };
+  }
+  return {
+    ...ref,
+    reason: "a SAS stops working when the key that signed it is regenerated: re-sign it after the rotation",
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Plan invariants
+
+/**
+ * Checks a plan against invariant I2 and the shape the orchestrator relies on; returns what is wrong,
+ * empty when nothing is. The orchestrator can refuse to run a plan with violations; tests prove the
+ * builder never makes one.
+ */
+export function planViolations(plan: AccountPlan): string[] {
+  const problems: string[] = [];
+  const ids = new Set<string>();
+  for (const step of plan.steps) {
+    if (ids.has(step.id)) problems.push(`step id ${step.id} is used twice`);
+    ids.add(step.id);
+  }
+  const regenerations = plan.steps
+    .map((step, index) => ({ step, index }))
+    .filter((e): e is { step: RegenerateKeyStep; index: number } => e.step.kind === "regenerateKey");
+  const [first, second, ...more] = regenerations;
+  if (!first || !second || more.length > 0) {
+    problems.push(`expected exactly two regenerations, found ${regenerations.length}`);
+    return problems;
+  }
+  if (first.step.key !== plan.standbyKey)
+    problems.push(`the first regeneration is ${first.step.key}, not the standby key`);
+  if (second.step.key !== plan.activeKey)
+    problems.push(`the second regeneration is ${second.step.key}, not the active key`);
+  if (first.step.key === second.step.key) problems.push(`both regenerations are of ${first.step.key}`);
+  if (first.step.expectFingerprint !== plan.keys[first.step.key].fingerprint) {
+    problems.push(`${first.step.id} is not guarded by the snapshot fingerprint`);
+  }
+  if (second.step.expectFingerprint !== plan.keys[second.step.key].fingerprint) {
+    problems.push(`${second.step.id} is not guarded by the snapshot fingerprint`);
+  }
+  if (second.step.keep.source !== "regenerated" || second.step.keep.stepId !== first.step.id) {
+    problems.push(`${second.step.id} does not keep the key ${first.step.id} produced`);
+  }
+
+  const between = plan.steps.slice(first.index + 1, second.index);
+  const keyed = plan.decision.holdings.filter((h) => isVoting(h.kind) || isServiceChosen(h.kind));
+  for (const holding of keyed) {
+    const movedAt = between.findIndex(
+      (s) => s.kind === "moveConsumers" && s.moves.some((m) => m.consumer.id === holding.id),
+    );
+    const verifiedAt = between.findIndex(
+      (s) =>
+        s.kind === "verifyConsumers" &&
+        s.on.key === first.step.key &&
+        s.checks.some((c) => c.consumer.id === holding.id),
+    );
+    if (movedAt < 0) problems.push(`${holding.kind} ${holding.name} is not moved to ${first.step.key}`);
+    if (verifiedAt < 0) {
+      problems.push(
+        `${holding.kind} ${holding.name} is not verified on ${first.step.key} before ${second.step.id}`,
+      );
+    } else if (movedAt > verifiedAt) {
+      problems.push(`${holding.kind} ${holding.name} is verified before it is moved`);
+    }
+  }
+  const lastVerify = between.map((s) => s.kind).lastIndexOf("verifyConsumers");
+  const grace = between.findIndex((s) => s.kind === "grace");
+  if (grace < 0 || grace < lastVerify)
+    problems.push(`no grace period between verification and ${second.step.id}`);
+
+  const before = plan.steps.slice(0, first.index);
+  for (const id of plan.decision.normalize) {
+    const verified = before.some(
+      (s) =>
+        s.kind === "verifyConsumers" &&
+        s.on.key === plan.activeKey &&
+        s.checks.some((c) => c.consumer.id === id),
+    );
+    if (!verified)
+      problems.push(`consumer ${id} on the standby key is not normalized before ${first.step.id}`);
+  }
+  return problems;
+}

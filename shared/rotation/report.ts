@@ -1,0 +1,365 @@
+import type { Fingerprint } from "./fingerprint";
+import type { UnattachedCode, UnattachedConsumer } from "./graph";
+import type { ConsumerKind, ConsumerRef, KeyName, KeySnapshot } from "./model";
+import type { AccountPlan, AccountPlanResult, AccountRef } from "./plan";
+import type { PolicySkipCode } from "./policy";
+import { isReportOnly } from "./model";
+
+export type AccountOutcome = "rotated" | "skipped" | "stalled" | "failed" | "planned";
+
+/** Why an account was skipped. `in-progress` (another rotation holds the account, I5) is not policy. */
+export type SkipCode = PolicySkipCode | "in-progress";
+
+export const POLICY_SKIP_CODES: readonly SkipCode[] = ["opted-out", "no-consumers", "too-young"];
+
+export interface KeyState {
+  key: KeyName;
+  fingerprint: Fingerprint;
+}
+
+export type ConsumerAction = "updated" | "verified" | "skipped" | "healed";
+
+export interface ConsumerReport {
+  id: string;
+  name: string;
+  kind: ConsumerKind;
+  action: ConsumerAction;
+  reason?: string;
+}
+
+/** A consumer that held a dead key, and for how long (invariant I1's measured exception). */
+export interface Outage {
+  consumerId: string;
+  name: string;
+  kind: ConsumerKind;
+  durationMs: number;
+  reason: string;
+}
+
+export interface AccountReport {
+  id: string;
+  name: string;
+  outcome: AccountOutcome;
+  skipCode?: SkipCode;
+  reason?: string;
+  activeKeyBefore?: KeyState;
+  activeKeyAfter?: KeyState;
+  consumers: ConsumerReport[];
+  graceSeconds: number;
+  durationMs: number;
+  armCalls: number;
+  outages: Outage[];
+  notes?: string[];
+}
+
+export interface UnattachedReport {
+  id: string;
+  name: string;
+  kind: ConsumerKind;
+  storageAccountId: string;
+  code: UnattachedCode;
+  reason: string;
+}
+
+export interface RotationReport {
+  rotationId: string;
+  dryRun: boolean;
+  /** ISO 8601, from the orchestration clock. */
+  startedAt: string;
+  finishedAt?: string;
+  accounts: AccountReport[];
+  unattached: UnattachedReport[];
+}
+
+/** What running a plan produced; everything else in the account's report comes from the plan. */
+export interface AccountExecution {
+  outcome: "rotated" | "stalled" | "failed";
+  reason?: string;
+  activeKeyAfter?: KeyState;
+  /** By consumer id; consumers not listed get the plan's intended action when rotated, else `skipped`. */
+  consumerActions?: Record<string, { action: ConsumerAction; reason?: string }>;
+  durationMs: number;
+  armCalls: number;
+  outages?: Outage[];
+}
+
+export function keyState(keys: Record<KeyName, KeySnapshot>, key: KeyName): KeyState {
+  return { key, fingerprint: keys[key].fingerprint };
+}
+
+/**
+ * The account's report from its plan result: a dry run when there is no execution, else what the
+ * execution says, with the plan filling in the rest.
+ */
+export function accountReport(result: AccountPlanResult, execution?: AccountExecution): AccountReport {
+  if (result.action === "skip") {
+    return {
+      ...header(result.account),
+      outcome: "skipped",
+      skipCode: result.code,
+      reason: result.reason,
+      ...(result.decision ? { activeKeyBefore: keyState(result.keys, result.decision.activeKey) } : {}),
+      consumers: result.consumers.map((c) => ({ ...pick(c), action: "skipped" as const })),
+      graceSeconds: 0,
+      durationMs: execution?.durationMs ?? 0,
+      armCalls: execution?.armCalls ?? 0,
+      outages: [],
+    };
+  }
+  if (result.action === "fail") {
+    return {
+      ...header(result.account),
+      outcome: "failed",
+      reason: result.reason,
+      consumers: result.consumers.map((c) => ({ ...pick(c), action: "skipped" as const })),
+      graceSeconds: 0,
+      durationMs: execution?.durationMs ?? 0,
+      armCalls: execution?.armCalls ?? 0,
+      outages: [],
+    };
+  }
+  const { plan } = result;
+  const outcome: AccountOutcome = execution?.outcome ?? "planned";
+  const intended = intendedActions(plan);
+  const consumers = plan.consumers.map((c): ConsumerReport => {
+    const reported = execution?.consumerActions?.[c.id];
+    if (reported) return { ...pick(c), ...reported };
+    const planned = intended.get(c.id) ?? { action: "skipped" as const };
+    if (outcome === "planned" || outcome === "rotated" || planned.action === "skipped")
+      return { ...pick(c), ...planned };
+    return {
+      ...pick(c),
+      action: "skipped",
+      reason: `the rotation ${outcome} before this consumer was handled`,
+    };
+  });
+  const notes = [...plan.policyNotes, plan.decision.why];
+  return {
+    ...header(plan.account),
+    outcome,
+    ...(execution?.reason !== undefined ? { reason: execution.reason } : {}),
+    activeKeyBefore: keyState(plan.keys, plan.activeKey),
+    ...(execution?.activeKeyAfter ? { activeKeyAfter: execution.activeKeyAfter } : {}),
+    consumers,
+    graceSeconds: plan.graceSeconds,
+    durationMs: execution?.durationMs ?? 0,
+    armCalls: execution?.armCalls ?? 0,
+    outages: execution?.outages ?? [],
+    notes,
+  };
+}
+
+/** An account another rotation holds (invariant I5): not done, so not a success. */
+export function inProgressReport(account: AccountRef, instanceId: string): AccountReport {
+  return {
+    ...header(account),
+    outcome: "skipped",
+    skipCode: "in-progress",
+    reason: `another rotation of this account is running (${instanceId})`,
+    consumers: [],
+    graceSeconds: 0,
+    durationMs: 0,
+    armCalls: 0,
+    outages: [],
+  };
+}
+
+export function unattachedReports(unattached: readonly UnattachedConsumer[]): UnattachedReport[] {
+  return unattached.map(({ consumer, code, reason }) => ({
+    id: consumer.id,
+    name: consumer.name,
+    kind: consumer.kind,
+    storageAccountId: consumer.storageAccountId,
+    code,
+    reason,
+  }));
+}
+
+function intendedActions(plan: AccountPlan): Map<string, { action: ConsumerAction; reason?: string }> {
+  const actions = new Map<string, { action: ConsumerAction; reason?: string }>();
+  const broken = new Set(plan.decision.broken);
+  for (const c of plan.consumers) {
+    if (!isReportOnly(c.kind)) {
+      actions.set(
+        c.id,
+        broken.has(c.id)
+          ? { action: "healed", reason: "held a key the account no longer has" }
+          : { action: "updated" },
+      );
+    }
+  }
+  for (const note of plan.notes) actions.set(note.id, { action: "skipped", reason: note.reason });
+  return actions;
+}
+
+function header(account: AccountRef): { id: string; name: string } {
+  return { id: account.id, name: account.name };
+}
+
+function pick(c: ConsumerRef): { id: string; name: string; kind: ConsumerKind } {
+  return { id: c.id, name: c.name, kind: c.kind };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Exit code
+
+export const EXIT_OK = 0;
+export const EXIT_FAILED = 1;
+export const EXIT_STALLED = 2;
+
+/** Rotated, skipped by policy, or (in a dry run only) planned. */
+export function accountSucceeded(account: AccountReport, dryRun: boolean): boolean {
+  switch (account.outcome) {
+    case "rotated":
+      return true;
+    case "planned":
+      return dryRun;
+    case "skipped":
+      return account.skipCode !== undefined && POLICY_SKIP_CODES.includes(account.skipCode);
+    default:
+      return false;
+  }
+}
+
+/**
+ * 0 only when every account in scope ended rotated or skipped by policy (a dry run's planned accounts
+ * count as done). A stall gets its own code, 2, because it is safe to resume: the old key is still
+ * valid. Anything else, a failure included, is 1. An empty scope is 0: a monthly run with nothing due
+ * is not an error.
+ */
+export function exitCode(report: RotationReport): number {
+  const bad = report.accounts.filter((a) => !accountSucceeded(a, report.dryRun));
+  if (bad.length === 0) return EXIT_OK;
+  return bad.every((a) => a.outcome === "stalled") ? EXIT_STALLED : EXIT_FAILED;
+}
+
+export function summarize(report: RotationReport): Record<AccountOutcome, number> {
+  const counts: Record<AccountOutcome, number> = {
+    rotated: 0,
+    skipped: 0,
+    stalled: 0,
+    failed: 0,
+    planned: 0,
+  };
+  for (const account of report.accounts) counts[account.outcome]++;
+  return counts;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Text rendering
+
+/** "0s", "90s", "60m", "1h30m", "2h": the same units `parseDuration` reads. */
+export function formatDuration(seconds: number): string {
+  const s = Math.max(0, Math.round(seconds));
+  if (s === 0) return "0s";
+  const h = Math.floor(s / 3600);
+  const m = Math.floor((s % 3600) / 60);
+  const rest = s % 60;
+  if (h === 0 && m === 0) return `${rest}s`;
+  if (h === 0) return rest === 0 ? `${m}m` : `${m}m${String(rest).padStart(2, "0")}s`;
+  return m === 0 ? `${h}h` : `${h}h${String(m).padStart(2, "0")}m`;
+}
+
+function formatKey(state: KeyState | undefined): string {
+  return state ? `${state.key} ${state.fingerprint}` : "-";
+}
+
+function table(rows: readonly string[][], indent = ""): string[] {
+  const widths: number[] = [];
+  for (const row of rows) row.forEach((cell, i) => (widths[i] = Math.max(widths[i] ?? 0, cell.length)));
+  return rows.map(
+    (row) =>
+      indent +
+      row
+        .map((cell, i) => cell.padEnd(widths[i] ?? 0))
+        .join("  ")
+        .trimEnd(),
+  );
+}
+
+/** Plain text for a terminal or a log: a table of accounts, then per-account details. */
+export function renderReport(report: RotationReport): string {
+  const lines: string[] = [];
+  const title = report.dryRun ? "keyturn plan" : "keyturn rotation";
+  lines.push(
+    `${title} ${report.rotationId}: started ${report.startedAt}` +
+      (report.finishedAt ? `, finished ${report.finishedAt}` : ""),
+  );
+  lines.push("");
+  if (report.accounts.length === 0) {
+    lines.push("No storage accounts in scope.");
+  } else {
+    const rows = [
+      [
+        "ACCOUNT",
+        "OUTCOME",
+        "ACTIVE BEFORE",
+        "ACTIVE AFTER",
+        "CONSUMERS",
+        "GRACE",
+        "TIME",
+        "ARM CALLS",
+        "OUTAGES",
+      ],
+    ];
+    for (const a of report.accounts) {
+      rows.push([
+        a.name,
+        a.outcome,
+        formatKey(a.activeKeyBefore),
+        formatKey(a.activeKeyAfter),
+        String(a.consumers.length),
+        formatDuration(a.graceSeconds),
+        formatDuration(a.durationMs / 1000),
+        String(a.armCalls),
+        String(a.outages.length),
+      ]);
+    }
+    lines.push(...table(rows));
+    for (const a of report.accounts) {
+      lines.push("", `${a.name} (${a.outcome})  ${a.id}`);
+      if (a.reason !== undefined) lines.push(`  reason: ${a.reason}`);
+      for (const note of a.notes ?? []) lines.push(`  note: ${note}`);
+      lines.push(
+        ...table(
+          a.consumers.map((c) => [c.kind, c.name, c.action, c.reason ?? ""]),
+          "  ",
+        ),
+      );
+      for (const o of a.outages) {
+        lines.push(
+          `  outage: ${o.kind} ${o.name} held a dead key for ${formatDuration(o.durationMs / 1000)}: ${o.reason}`,
+        );
+      }
+    }
+  }
+  // Consumers of out-of-scope accounts are expected and can be many: a count says enough. The others
+  // point at accounts keyturn could not find, which someone should look at.
+  const missing = report.unattached.filter((u) => u.code !== "out-of-scope");
+  const outOfScope = report.unattached.length - missing.length;
+  if (missing.length > 0) {
+    lines.push("", "Consumers whose storage account was not found (not rotated):");
+    lines.push(
+      ...table(
+        missing.map((u) => [u.kind, u.name, u.reason]),
+        "  ",
+      ),
+    );
+  }
+  if (outOfScope > 0) {
+    lines.push(
+      "",
+      `${outOfScope} consumer${outOfScope === 1 ? "" : "s"} of storage accounts out of scope (not rotated).`,
+    );
+  }
+  const counts = summarize(report);
+  const summary = (Object.keys(counts) as AccountOutcome[])
+    .filter((k) => counts[k] > 0)
+    .map((k) => `${counts[k]} ${k}`)
+    .join(", ");
+  lines.push(
+    "",
+    `${report.accounts.length} account${report.accounts.length === 1 ? "" : "s"}${summary ? `: ${summary}` : ""}; exit code ${exitCode(report)}`,
+  );
+  return lines.join("\n") + "\n";
+}
