@@ -35,7 +35,8 @@ export type Handler<P = Record<string, string>> = (req: Request, params: P) => P
 const MAX_BODY_BYTES = 4 * 1024 * 1024;
 
 export async function readRequest(incoming: IncomingMessage): Promise<Request> {
-  const url = new URL(incoming.url ?? "/", "https://emulator.invalid");
+  // Collapse leading slashes: ARM accepts `//metadata/endpoints`, which URL would read as a host.
+  const url = new URL((incoming.url ?? "/").replace(/^\/+/, "/"), "https://emulator.invalid");
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of incoming as AsyncIterable<Buffer>) {

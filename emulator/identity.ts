@@ -137,12 +137,16 @@ export class Identity {
     return { principal, claims };
   }
 
-  /** OIDC discovery document for an authority path (`{tenant}`, `{tenant}/v2.0` or `adfs`). */
+  /**
+   * OIDC discovery document for an authority path (`{tenant}`, `{tenant}/v2.0` or `adfs`). The ADFS-style
+   * authority is the one the Azure CLI signs in through (MSAL Python skips instance discovery for it,
+   * see cloud.ts); it issues the same tokens, so it names their issuer in `access_token_issuer`, as ADFS does.
+   */
   openIdConfiguration(authorityPath: string): Response {
     const base = `${this.issuerBase()}/${authorityPath}`;
     const v2 = authorityPath.endsWith("/v2.0");
     const root = v2 ? base.slice(0, -"/v2.0".length) : base;
-    const adfs = authorityPath === "adfs";
+    const adfs = authorityPath.toLowerCase() === "adfs";
     const tokenEndpoint = adfs
       ? `${root}/oauth2/token`
       : v2
@@ -179,6 +183,12 @@ export class Identity {
         request_uri_parameter_supported: false,
         http_logout_supported: true,
         frontchannel_logout_supported: true,
+        ...(adfs
+          ? {
+              access_token_issuer: `https://sts.windows.net/${this.tenantId}/`,
+              grant_types_supported: ["client_credentials"],
+            }
+          : {}),
       },
     };
   }

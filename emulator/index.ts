@@ -224,7 +224,7 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
     .add("POST", "/{tenant}/oauth2/token", (r) => identity.token(r))
     .add("POST", "/{tenant}/oauth2/v2.0/token", (r) => identity.token(r))
     .add("GET", "/common/discovery/instance", (r) => instanceDiscovery(r, origin))
-    .add("GET", "/metadata/endpoints", () => cloudMetadata(origin));
+    .add("GET", "/metadata/endpoints", (r) => cloudMetadata(origin, r));
 
   async function dispatchArm(req: Request, res: ServerResponse, requestId: string): Promise<Response> {
     const path = "/" + req.segments.join("/");
