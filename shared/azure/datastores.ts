@@ -1,0 +1,148 @@
+import {
+  AzureMachineLearningWorkspaces,
+  type AccountKeyDatastoreCredentials,
+  type AccountKeyDatastoreSecrets,
+  type Datastore,
+  type DatastorePropertiesUnion,
+} from "@azure/arm-machinelearning";
+import { KeyturnError } from "../errors";
+import { fingerprint, type Fingerprint } from "../rotation/fingerprint";
+import { azureCall, OPERATIONS } from "./call";
+import { armClientOptions, perSubscription, type AdapterOptions, type CloudProfile } from "./cloud";
+import { datastoreRef, workspaceRef } from "./ids";
+
+export type DatastoreCredentialsType = "AccountKey" | "Sas" | "None" | "Certificate" | "ServicePrincipal";
+
+export interface DatastoreInfo {
+  id: string;
+  name: string;
+  workspaceId: string;
+  /** AzureBlob, AzureFile, AzureDataLakeGen2, AzureDataLakeGen1. */
+  datastoreType: string;
+  credentialsType: DatastoreCredentialsType | (string & {});
+  /** The storage account's name (datastores do not record its id). */
+  accountName?: string;
+  /** Container, ADLS Gen2 filesystem or file share. */
+  container?: string;
+  /** The storage endpoint suffix (core.windows.net in Azure's public cloud). */
+  endpoint?: string;
+  isDefault: boolean;
+}
+
+export interface Datastores {
+  /** Every datastore of the workspace, all pages. */
+  list(workspaceId: string): Promise<DatastoreInfo[]>;
+  get(datastoreId: string): Promise<DatastoreInfo>;
+  /** Fingerprint of the stored account key (`listSecrets`); undefined when the secret is not an account key. */
+  heldFingerprint(datastoreId: string, salt: string): Promise<Fingerprint | undefined>;
+  /**
+   * Re-registers the datastore in place with a new account key: GET, then PUT the same properties with new
+   * credentials. Never delete and re-create (soft-deleted Key Vault secrets make the re-create fail).
+   * Azure validates the key against the account before saving it.
+   */
+  putKey(datastoreId: string, key: string): Promise<void>;
+}
+
+export class ArmDatastores implements Datastores {
+  private readonly client: (subscriptionId: string) => AzureMachineLearningWorkspaces;
+
+  constructor(profile: CloudProfile, options: AdapterOptions = {}) {
+    this.client = perSubscription(
+      (subscriptionId) =>
+        new AzureMachineLearningWorkspaces(
+          profile.credential,
+          subscriptionId,
+          armClientOptions(profile, options),
+        ),
+    );
+  }
+
+  async list(workspaceId: string): Promise<DatastoreInfo[]> {
+    const ref = workspaceRef(workspaceId);
+    return azureCall(OPERATIONS.listDatastores, workspaceId, async () => {
+      const datastores: DatastoreInfo[] = [];
+      for await (const ds of this.client(ref.subscriptionId).datastores.list(ref.resourceGroup, ref.name)) {
+        datastores.push(datastoreInfo(ds, workspaceId));
+      }
+      return datastores;
+    });
+  }
+
+  async get(datastoreId: string): Promise<DatastoreInfo> {
+    const ref = datastoreRef(datastoreId);
+    return datastoreInfo(await this.getRaw(datastoreId), ref.workspaceId);
+  }
+
+  async heldFingerprint(datastoreId: string, salt: string): Promise<Fingerprint | undefined> {
+    const ref = datastoreRef(datastoreId);
+    const secrets = await azureCall(OPERATIONS.listDatastoreSecrets, datastoreId, () =>
+      this.client(ref.subscriptionId).datastores.listSecrets(ref.resourceGroup, ref.workspaceName, ref.name),
+    );
+    if (secrets.secretsType !== "AccountKey") return undefined;
+    const key = (secrets as AccountKeyDatastoreSecrets).key;
+    return key ? fingerprint(key, salt) : undefined;
+  }
+
+  async putKey(datastoreId: string, key: string): Promise<void> {
+    const ref = datastoreRef(datastoreId);
+    const existing = await this.getRaw(datastoreId);
+    const current = existing.properties.credentials?.credentialsType ?? "unknown";
+    if (current !== "AccountKey") {
+      // Writing an account key would silently change how the datastore authenticates.
+      throw new KeyturnError(
+        `datastore ${datastoreId} uses ${current} credentials, not AccountKey: keyturn only re-registers account-key datastores`,
+      );
+    }
+    const credentials: AccountKeyDatastoreCredentials = {
+      credentialsType: "AccountKey",
+      secrets: { secretsType: "AccountKey", key },
+    };
+    const properties = { ...existing.properties, credentials } as DatastorePropertiesUnion;
+    await azureCall(
+      OPERATIONS.putDatastore,
+      datastoreId,
+      () =>
+        this.client(ref.subscriptionId).datastores.createOrUpdate(
+          ref.resourceGroup,
+          ref.workspaceName,
+          ref.name,
+          { properties },
+          // Azure checks the key against the account before saving: a dead key never reaches a datastore.
+          { skipValidation: false },
+        ),
+      [key],
+    );
+  }
+
+  private async getRaw(datastoreId: string): Promise<Datastore> {
+    const ref = datastoreRef(datastoreId);
+    return azureCall(OPERATIONS.getDatastore, datastoreId, () =>
+      this.client(ref.subscriptionId).datastores.get(ref.resourceGroup, ref.workspaceName, ref.name),
+    );
+  }
+}
+
+function datastoreInfo(ds: Datastore, workspaceId: string): DatastoreInfo {
+  // The union's members each name their container field differently; read them as plain fields.
+  const p = ds.properties as DatastorePropertiesUnion & {
+    accountName?: string;
+    containerName?: string;
+    filesystem?: string;
+    fileShareName?: string;
+    endpoint?: string;
+  };
+  const name = ds.name ?? "";
+  const info: DatastoreInfo = {
+    id: ds.id ?? `${workspaceId}/datastores/${name}`,
+    name,
+    workspaceId,
+    datastoreType: p.datastoreType,
+    credentialsType: p.credentials?.credentialsType ?? "Unknown",
+    isDefault: p.isDefault === true,
+  };
+  if (p.accountName) info.accountName = p.accountName;
+  const container = p.containerName ?? p.filesystem ?? p.fileShareName;
+  if (container) info.container = container;
+  if (p.endpoint) info.endpoint = p.endpoint;
+  return info;
+}

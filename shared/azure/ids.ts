@@ -1,0 +1,67 @@
+import { InvalidResourceIdError } from "../errors";
+import { parseArmId } from "../rotation/ids";
+
+/** What an SDK call needs from an ARM id: the subscription for the client, the group and name for the path. */
+export interface ResourceRef {
+  id: string;
+  subscriptionId: string;
+  resourceGroup: string;
+  name: string;
+}
+
+export interface DatastoreRef extends ResourceRef {
+  workspaceName: string;
+  workspaceId: string;
+}
+
+const ANY = "*";
+const GROUP = ["subscriptions", ANY, "resourcegroups", ANY, "providers"];
+
+const SHAPES = {
+  "storage account": [...GROUP, "microsoft.storage", "storageaccounts", ANY],
+  workspace: [...GROUP, "microsoft.machinelearningservices", "workspaces", ANY],
+  datastore: [...GROUP, "microsoft.machinelearningservices", "workspaces", ANY, "datastores", ANY],
+  "Batch account": [...GROUP, "microsoft.batch", "batchaccounts", ANY],
+} as const;
+
+type Kind = keyof typeof SHAPES;
+
+/**
+ * Checks the id's shape before any request, so a wrong id (a workspace's where a storage account's
+ * belongs) is refused naming the expected shape instead of causing an ARM 404 about a path nobody wrote (I6).
+ */
+function resolve(id: string, kind: Kind): { ref: ResourceRef; segments: string[] } {
+  const segments = id.trim().replace(/\/+$/, "").split("/");
+  const shape = SHAPES[kind];
+  const matches =
+    segments[0] === "" &&
+    segments.length === shape.length + 1 &&
+    shape.every((want, i) => {
+      const got = segments[i + 1] ?? "";
+      return want === ANY ? got !== "" : got.toLowerCase() === want;
+    });
+  const { subscriptionId, resourceGroup, name } = parseArmId(id);
+  if (!matches || subscriptionId === undefined || resourceGroup === undefined) {
+    throw new InvalidResourceIdError(id, kind);
+  }
+  return { ref: { id: id.trim(), subscriptionId, resourceGroup, name }, segments };
+}
+
+export function storageAccountRef(id: string): ResourceRef {
+  return resolve(id, "storage account").ref;
+}
+
+export function workspaceRef(id: string): ResourceRef {
+  return resolve(id, "workspace").ref;
+}
+
+export function batchAccountRef(id: string): ResourceRef {
+  return resolve(id, "Batch account").ref;
+}
+
+export function datastoreRef(id: string): DatastoreRef {
+  const { ref, segments } = resolve(id, "datastore");
+  // segments: "", subscriptions, {s}, resourceGroups, {g}, providers, {ns}, workspaces, {ws}, datastores, {ds}
+  const workspaceName = segments[8] ?? "";
+  return { ...ref, workspaceName, workspaceId: segments.slice(0, 9).join("/") };
+}

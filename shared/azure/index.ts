@@ -1,0 +1,74 @@
+import { SubscriptionClient } from "@azure/arm-subscriptions";
+import { azureCall, OPERATIONS } from "./call";
+import { armClientOptions, type AdapterOptions, type ArmCallCounter, type CloudProfile } from "./cloud";
+import { ArmBatchAccounts, type BatchAccounts } from "./batch";
+import { ArmDatastores, type Datastores } from "./datastores";
+import { BlobDataPlaneProbe, type DataPlaneProbe, type ProbeOptions } from "./probe";
+import { KeyVaultSecretStore, type SecretStore } from "./secrets";
+import { ArmStorageKeys, type StorageKeys } from "./storage";
+import { ArmWorkspaces, type Workspaces } from "./workspaces";
+
+export * from "./cloud";
+export * from "./call";
+export * from "./ids";
+export * from "./retry";
+export * from "./storage";
+export * from "./workspaces";
+export * from "./datastores";
+export * from "./batch";
+export * from "./secrets";
+export * from "./probe";
+
+/** Everything activities touch Azure through; fakes of these interfaces stand in for Azure in unit tests. */
+export interface Azure {
+  storage: StorageKeys;
+  workspaces: Workspaces;
+  datastores: Datastores;
+  batch: BatchAccounts;
+  secrets: SecretStore;
+  probe: DataPlaneProbe;
+  /** The subscriptions to work in (see `discoverSubscriptions`). */
+  subscriptions(): Promise<string[]>;
+  /** The profile's ARM request counter (shared by every adapter built from it). */
+  armCalls: ArmCallCounter;
+}
+
+export interface CreateAzureOptions extends AdapterOptions {
+  probe?: ProbeOptions;
+}
+
+export function createAzure(profile: CloudProfile, options: CreateAzureOptions = {}): Azure {
+  return {
+    storage: new ArmStorageKeys(profile, options),
+    workspaces: new ArmWorkspaces(profile, options),
+    datastores: new ArmDatastores(profile, options),
+    batch: new ArmBatchAccounts(profile, options),
+    secrets: new KeyVaultSecretStore(profile),
+    probe: new BlobDataPlaneProbe(options.probe),
+    subscriptions: () => discoverSubscriptions(profile, options),
+    armCalls: profile.armCalls,
+  };
+}
+
+/** States in which a subscription still serves reads and writes (Disabled and Deleted ones do not). */
+const USABLE_STATES = new Set(["enabled", "warned", "pastdue"]);
+
+/**
+ * The subscriptions to work in: the profile's own list when it has one (the emulator's), otherwise
+ * every usable subscription the identity has a role assignment in (Subscriptions - List needs no action).
+ */
+export async function discoverSubscriptions(
+  profile: CloudProfile,
+  options: AdapterOptions = {},
+): Promise<string[]> {
+  if (profile.subscriptionIds !== undefined) return [...profile.subscriptionIds];
+  const client = new SubscriptionClient(profile.credential, armClientOptions(profile, options));
+  return azureCall(OPERATIONS.listSubscriptions, "the tenant", async () => {
+    const ids: string[] = [];
+    for await (const subscription of client.subscriptions.list()) {
+      const state = (subscription.state ?? "Enabled").toLowerCase();
+      if (subscription.subscriptionId && USABLE_STATES.has(state)) ids.push(subscription.subscriptionId);
+    }
+    return ids;
+  });
+}

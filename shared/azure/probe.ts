@@ -1,0 +1,94 @@
+import { BlobServiceClient, StorageSharedKeyCredential } from "@azure/storage-blob";
+import { withRetry, type RetryOptions } from "./retry";
+
+export interface ProbeTarget {
+  /** The endpoint the account reports (`primaryEndpoints.blob`); never a URL built from the name. */
+  blobEndpoint?: string;
+  accountName: string;
+  key: string;
+  /** A container or ADLS Gen2 filesystem; the blob service itself when absent. */
+  container?: string;
+  /** Set for file-share (AzureFile) datastores, which no probe here can reach. */
+  fileShare?: string;
+}
+
+export type ProbeOutcome =
+  | { ok: true }
+  /** `status` 0: no HTTP answer; `code` is Azure's error code (a dead key: 403) or the network error's. */
+  | { ok: false; status: number; code?: string }
+  | { ok: "skipped"; reason: string };
+
+/** Proves a key works on the data plane by using it (DESIGN §2 step 5). */
+export interface DataPlaneProbe {
+  probe(target: ProbeTarget): Promise<ProbeOutcome>;
+}
+
+export interface ProbeOptions {
+  /** Retries of network failures and 5xx only: a 403 is the answer, not a fault. */
+  retry?: Partial<RetryOptions>;
+}
+
+const DEFAULT_RETRY: Omit<RetryOptions, "isRetryable"> = { retries: 2, delays: [500, 2_000] };
+
+class ProbeFailure extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string | undefined,
+  ) {
+    super(`probe failed with ${status}`);
+  }
+}
+
+export class BlobDataPlaneProbe implements DataPlaneProbe {
+  constructor(private readonly options: ProbeOptions = {}) {}
+
+  async probe(target: ProbeTarget): Promise<ProbeOutcome> {
+    if (target.fileShare !== undefined) {
+      return {
+        ok: "skipped",
+        reason: `file share '${target.fileShare}': keyturn has no file-share probe (and the emulator's data plane has no Files service); the stored key's fingerprint is the check`,
+      };
+    }
+    if (!target.blobEndpoint) {
+      return { ok: "skipped", reason: `storage account '${target.accountName}' reports no blob endpoint` };
+    }
+    const endpoint = target.blobEndpoint;
+    const service = new BlobServiceClient(
+      endpoint,
+      new StorageSharedKeyCredential(target.accountName, target.key),
+      {
+        // One try per attempt: the SDK would retry a 403 never, but a 5xx several times with long waits.
+        retryOptions: { maxTries: 1 },
+      },
+    );
+    const retry: RetryOptions = {
+      ...DEFAULT_RETRY,
+      ...this.options.retry,
+      isRetryable: (e) => e instanceof ProbeFailure && (e.status === 0 || e.status >= 500),
+    };
+    try {
+      await withRetry(async () => {
+        try {
+          if (target.container !== undefined) {
+            await service.getContainerClient(target.container).getProperties();
+          } else {
+            await service.getProperties();
+          }
+        } catch (e) {
+          // Only the status and Azure's code are kept: the SDK error holds the signed request.
+          const err = e as { statusCode?: unknown; code?: unknown };
+          throw new ProbeFailure(
+            typeof err.statusCode === "number" ? err.statusCode : 0,
+            typeof err.code === "string" ? err.code : undefined,
+          );
+        }
+      }, retry);
+      return { ok: true };
+    } catch (e) {
+      if (!(e instanceof ProbeFailure)) throw e;
+      return e.code === undefined
+        ? { ok: false, status: e.status }
+        : { ok: false, status: e.status, code: e.code };
+    }
+  }
+}

@@ -1,0 +1,156 @@
+import { StorageManagementClient, type StorageAccount, type StorageAccountKey } from "@azure/arm-storage";
+import { KeyturnError, scrubError } from "../errors";
+import { fingerprint, type Fingerprint } from "../rotation/fingerprint";
+import { type KeyName, type KeySnapshot, type StorageAccountSnapshot } from "../rotation/model";
+import { parseArmId } from "../rotation/ids";
+import { azureCall, isoTime, OPERATIONS } from "./call";
+import { armClientOptions, perSubscription, type AdapterOptions, type CloudProfile } from "./cloud";
+import { storageAccountRef } from "./ids";
+
+export interface StorageAccountInfo {
+  id: string;
+  name: string;
+  subscriptionId: string;
+  resourceGroup: string;
+  tags: Record<string, string>;
+  /** ISO 8601; a key is absent when Azure has not recorded its creation (keys older than the feature). */
+  keyCreationTime: Partial<Record<KeyName, string>>;
+  keyExpirationPeriodInDays?: number;
+  /** As the account reports it (`primaryEndpoints`): the only URLs the data plane is reached by. */
+  blobEndpoint?: string;
+  fileEndpoint?: string;
+}
+
+/** The storage account keys: the only adapter that reads or regenerates them. */
+export interface StorageKeys {
+  listAccounts(subscriptionId: string): Promise<StorageAccountInfo[]>;
+  getAccount(id: string): Promise<StorageAccountInfo>;
+  snapshot(id: string, salt: string): Promise<StorageAccountSnapshot>;
+  /** The keys' fingerprints alone: one call, for compare-and-swap guards right before a write. */
+  fingerprints(id: string, salt: string): Promise<Record<KeyName, Fingerprint>>;
+  /** Regenerates one key and returns both keys as they are now (Azure answers with all keys). */
+  regenerate(id: string, keyName: KeyName, salt: string): Promise<Record<KeyName, KeySnapshot>>;
+  /**
+   * Reads one key and hands it to `use`: the only way a key value leaves this adapter (invariant I3).
+   * `use` must spend it on other adapter calls in the same activity and return nothing derived from it
+   * but fingerprints and outcomes; any error it throws comes out with the key redacted.
+   */
+  withKey<T>(id: string, keyName: KeyName, use: (value: string) => Promise<T>): Promise<T>;
+}
+
+export class ArmStorageKeys implements StorageKeys {
+  private readonly client: (subscriptionId: string) => StorageManagementClient;
+
+  constructor(profile: CloudProfile, options: AdapterOptions = {}) {
+    this.client = perSubscription(
+      (subscriptionId) =>
+        new StorageManagementClient(profile.credential, subscriptionId, armClientOptions(profile, options)),
+    );
+  }
+
+  async listAccounts(subscriptionId: string): Promise<StorageAccountInfo[]> {
+    return azureCall(OPERATIONS.listStorageAccounts, `/subscriptions/${subscriptionId}`, async () => {
+      const accounts: StorageAccountInfo[] = [];
+      for await (const account of this.client(subscriptionId).storageAccounts.list()) {
+        accounts.push(accountInfo(account));
+      }
+      return accounts;
+    });
+  }
+
+  async getAccount(id: string): Promise<StorageAccountInfo> {
+    const ref = storageAccountRef(id);
+    const account = await azureCall(OPERATIONS.getStorageAccount, id, () =>
+      this.client(ref.subscriptionId).storageAccounts.getProperties(ref.resourceGroup, ref.name),
+    );
+    return accountInfo(account);
+  }
+
+  async snapshot(id: string, salt: string): Promise<StorageAccountSnapshot> {
+    const [account, keys] = await Promise.all([this.getAccount(id), this.listKeys(id)]);
+    const snapshots = keySnapshots(id, keys, salt, account.keyCreationTime);
+    const { keyCreationTime: _, ...rest } = account;
+    return { ...rest, keys: snapshots };
+  }
+
+  async fingerprints(id: string, salt: string): Promise<Record<KeyName, Fingerprint>> {
+    const keys = keySnapshots(id, await this.listKeys(id), salt, {});
+    return { key1: keys.key1.fingerprint, key2: keys.key2.fingerprint };
+  }
+
+  async regenerate(id: string, keyName: KeyName, salt: string): Promise<Record<KeyName, KeySnapshot>> {
+    const ref = storageAccountRef(id);
+    const result = await azureCall(OPERATIONS.regenerateStorageKey, id, () =>
+      this.client(ref.subscriptionId).storageAccounts.regenerateKey(ref.resourceGroup, ref.name, { keyName }),
+    );
+    return keySnapshots(id, result.keys ?? [], salt, {});
+  }
+
+  async withKey<T>(id: string, keyName: KeyName, use: (value: string) => Promise<T>): Promise<T> {
+    const value = keyValue(id, await this.listKeys(id), keyName);
+    try {
+      return await use(value);
+    } catch (e) {
+      throw scrubError(e, [value]);
+    }
+  }
+
+  private async listKeys(id: string): Promise<StorageAccountKey[]> {
+    const ref = storageAccountRef(id);
+    const result = await azureCall(OPERATIONS.listStorageKeys, id, () =>
+      this.client(ref.subscriptionId).storageAccounts.listKeys(ref.resourceGroup, ref.name),
+    );
+    return result.keys ?? [];
+  }
+}
+
+function accountInfo(account: StorageAccount): StorageAccountInfo {
+  const id = account.id ?? "";
+  const { subscriptionId, resourceGroup } = parseArmId(id);
+  const created = account.keyCreationTime;
+  const keyCreationTime: Partial<Record<KeyName, string>> = {};
+  for (const keyName of ["key1", "key2"] as const) {
+    const time = isoTime(created?.[keyName]);
+    if (time !== undefined) keyCreationTime[keyName] = time;
+  }
+  const info: StorageAccountInfo = {
+    id,
+    name: account.name ?? "",
+    subscriptionId: subscriptionId ?? "",
+    resourceGroup: resourceGroup ?? "",
+    tags: { ...account.tags },
+    keyCreationTime,
+  };
+  if (account.keyPolicy?.keyExpirationPeriodInDays !== undefined) {
+    info.keyExpirationPeriodInDays = account.keyPolicy.keyExpirationPeriodInDays;
+  }
+  if (account.primaryEndpoints?.blob) info.blobEndpoint = account.primaryEndpoints.blob;
+  if (account.primaryEndpoints?.file) info.fileEndpoint = account.primaryEndpoints.file;
+  return info;
+}
+
+function keyValue(id: string, keys: readonly StorageAccountKey[], keyName: KeyName): string {
+  const value = keys.find((k) => k.keyName?.toLowerCase() === keyName)?.value;
+  if (!value) {
+    throw new KeyturnError(
+      `storageAccounts.listKeys on ${id} returned no ${keyName}: the account may not allow shared key access`,
+    );
+  }
+  return value;
+}
+
+function keySnapshots(
+  id: string,
+  keys: readonly StorageAccountKey[],
+  salt: string,
+  fallbackCreation: Partial<Record<KeyName, string>>,
+): Record<KeyName, KeySnapshot> {
+  const snapshot = (keyName: KeyName): KeySnapshot => {
+    const key = keys.find((k) => k.keyName?.toLowerCase() === keyName);
+    const result: KeySnapshot = { fingerprint: fingerprint(keyValue(id, keys, keyName), salt) };
+    const creationTime = isoTime(key?.creationTime) ?? fallbackCreation[keyName];
+    if (creationTime !== undefined) result.creationTime = creationTime;
+    return result;
+  };
+  return { key1: snapshot("key1"), key2: snapshot("key2") };
+}
