@@ -90,6 +90,8 @@ export interface DatastoreConsumer extends ConsumerBase {
   datastoreType?: string;
   /** The workspace's default blob/file datastores; worth knowing when one stalls. */
   isDefault?: boolean;
+  /** Container, file share or filesystem: where the data-plane probe looks. */
+  container?: string;
 }
 
 export interface WorkspaceConsumer extends ConsumerBase {

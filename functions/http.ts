@@ -1,0 +1,172 @@
+import type { HttpRequest, HttpResponseInit, InvocationContext, Timer } from "@azure/functions";
+import type { DurableClient } from "durable-functions";
+import { ConfigError, loadConfig, type KeyturnConfig } from "../shared/config";
+import { scopeInstanceId, validateRotationRequest, type RotationScope } from "../shared/rotation";
+import { ORCHESTRATOR, type RotateAllInput } from "../shared/activities/contracts";
+
+const ACTIVE = new Set(["Running", "Pending", "ContinuedAsNew"]);
+
+/** `getStatus` throws on an unknown instance in durable-functions v3: unknown means not running. */
+export async function runningStatus(client: DurableClient, instanceId: string): Promise<string | undefined> {
+  try {
+    const status = await client.getStatus(instanceId);
+    const runtime = String(status?.runtimeStatus ?? "");
+    return ACTIVE.has(runtime) ? runtime : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function problem(status: number, error: string, details: Record<string, unknown> = {}): HttpResponseInit {
+  return { status, jsonBody: { error, ...details } };
+}
+
+function config(): KeyturnConfig | HttpResponseInit {
+  try {
+    return loadConfig();
+  } catch (e) {
+    if (e instanceof ConfigError)
+      return problem(500, "keyturn is misconfigured; fix its app settings", { reasons: e.reasons });
+    throw e;
+  }
+}
+
+/** POST /api/rotations: validate everything before starting anything (I6); one run per scope (I5). */
+export async function startRotation(
+  request: HttpRequest,
+  client: DurableClient,
+  context: InvocationContext,
+): Promise<HttpResponseInit> {
+  const settings = config();
+  if (!("schedule" in settings)) return settings;
+  let body: unknown;
+  try {
+    body = JSON.parse(await request.text());
+  } catch {
+    return problem(400, "the request body must be JSON", {
+      reasons: ['body: send {"scope": {"storageAccounts": ["name"]}, "dryRun": false, "graceMinutes": 60}'],
+    });
+  }
+  const validation = validateRotationRequest(body, { graceSeconds: settings.graceSeconds });
+  if (!validation.ok)
+    return problem(400, "invalid rotation request; nothing was started", { reasons: validation.reasons });
+  const valid = validation.value;
+  const instanceId = valid.dryRun
+    ? `${scopeInstanceId(valid.scope)}-plan-${context.invocationId}`
+    : scopeInstanceId(valid.scope);
+  const running = await runningStatus(client, instanceId);
+  if (running) {
+    return problem(409, "a rotation for this scope is already running; wait for it or follow its status", {
+      instanceId,
+      runtimeStatus: running,
+      statusUri: `/api/rotations/${instanceId}`,
+    });
+  }
+  const input: RotateAllInput = {
+    scope: valid.scope,
+    dryRun: valid.dryRun,
+    force: valid.force,
+    graceSeconds: valid.graceSeconds,
+    minKeyAgeDays: settings.minKeyAgeDays,
+    parallelism: settings.parallelism,
+    trigger: "http",
+    startedBy: request.headers.get("x-ms-client-principal-name") ?? "http",
+  };
+  await client.startNew(ORCHESTRATOR.rotateAll, { instanceId, input });
+  context.log(`keyturn: started ${instanceId}${valid.dryRun ? " (dry run)" : ""}`);
+  const response = client.createCheckStatusResponse(request, instanceId);
+  return {
+    status: 202,
+    headers: response.headers,
+    jsonBody: { instanceId, statusUri: `/api/rotations/${instanceId}` },
+  };
+}
+
+/** GET /api/rotations/{id}: the instance's status, per-account progress and, when done, the report. */
+export async function getRotation(request: HttpRequest, client: DurableClient): Promise<HttpResponseInit> {
+  const instanceId = request.params.id ?? "";
+  try {
+    const status = await client.getStatus(instanceId);
+    if (!status) return problem(404, `no rotation '${instanceId}'`);
+    return {
+      status: 200,
+      jsonBody: {
+        instanceId: status.instanceId,
+        name: status.name,
+        runtimeStatus: status.runtimeStatus,
+        createdTime: status.createdTime,
+        lastUpdatedTime: status.lastUpdatedTime,
+        customStatus: status.customStatus,
+        output: status.output,
+      },
+    };
+  } catch {
+    return problem(404, `no rotation '${instanceId}': check the id from POST /api/rotations`);
+  }
+}
+
+/** GET /api/plan?storageAccounts=a,b&…: a dry run that waits for its plan. */
+export async function getPlan(
+  request: HttpRequest,
+  client: DurableClient,
+  context: InvocationContext,
+): Promise<HttpResponseInit> {
+  const settings = config();
+  if (!("schedule" in settings)) return settings;
+  const scope: RotationScope = {};
+  for (const key of ["subscriptions", "resourceGroups", "workspaces", "storageAccounts"] as const) {
+    const value = request.query.get(key);
+    if (value) scope[key] = value.split(",");
+  }
+  const validation = validateRotationRequest(
+    { scope, dryRun: true },
+    { graceSeconds: settings.graceSeconds },
+  );
+  if (!validation.ok) return problem(400, "invalid plan request", { reasons: validation.reasons });
+  const instanceId = `${scopeInstanceId(validation.value.scope)}-plan-${context.invocationId}`;
+  const input: RotateAllInput = {
+    scope: validation.value.scope,
+    dryRun: true,
+    force: false,
+    graceSeconds: validation.value.graceSeconds,
+    minKeyAgeDays: settings.minKeyAgeDays,
+    parallelism: settings.parallelism,
+    trigger: "http",
+    startedBy: "plan",
+  };
+  await client.startNew(ORCHESTRATOR.rotateAll, { instanceId, input });
+  const response = await client.waitForCompletionOrCreateCheckStatusResponse(request, instanceId, {
+    timeoutInMilliseconds: 60_000,
+  });
+  return response;
+}
+
+/** The monthly rotation: the configured subscriptions (or all the identity sees); skipped while one runs. */
+export async function monthlyRotation(
+  _timer: Timer,
+  client: DurableClient,
+  context: InvocationContext,
+): Promise<void> {
+  const settings = loadConfig();
+  const scope: RotationScope =
+    settings.subscriptions.length > 0 ? { subscriptions: settings.subscriptions } : {};
+  const instanceId = scopeInstanceId(scope);
+  if (await runningStatus(client, instanceId)) {
+    context.warn(
+      `keyturn: the previous scheduled rotation ${instanceId} is still running; skipping this one`,
+    );
+    return;
+  }
+  const input: RotateAllInput = {
+    scope,
+    dryRun: false,
+    force: false,
+    graceSeconds: settings.graceSeconds,
+    minKeyAgeDays: settings.minKeyAgeDays,
+    parallelism: settings.parallelism,
+    trigger: "timer",
+    startedBy: "schedule",
+  };
+  await client.startNew(ORCHESTRATOR.rotateAll, { instanceId, input });
+  context.log(`keyturn: scheduled rotation ${instanceId} started`);
+}

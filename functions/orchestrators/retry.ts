@@ -1,0 +1,46 @@
+import * as df from "durable-functions";
+import type { OrchestrationContext, Task } from "durable-functions";
+
+/**
+ * Transient faults (throttling past the SDK's own retries, dropped connections) get three more tries,
+ * 2 s then 4 s then 8 s apart. Activities are safe to retry: each re-checks fingerprints before writing.
+ */
+export const ACTIVITY_RETRY = (() => {
+  const options = new df.RetryOptions(2000, 4);
+  options.backoffCoefficient = 2;
+  return options;
+})();
+
+/** The message of a failed task, which the Durable runtime may wrap; never includes key values (activities redact). */
+export function errorMessage(error: unknown): string {
+  if (error instanceof Error) return stripRuntimeNoise(error.message);
+  if (typeof error === "string") return stripRuntimeNoise(error);
+  return "unknown error";
+}
+
+function stripRuntimeNoise(message: string): string {
+  // durable-functions prefixes activity failures with the function name and the exception type.
+  return message
+    .replace(/^Activity function '[^']+' failed:\s*/i, "")
+    .split("\n")[0]!
+    .trim();
+}
+
+/** Task.all that accepts no tasks (durable-functions throws on an empty compound task). */
+export function* all<T>(context: OrchestrationContext, tasks: Task[]): Generator<Task, T[], unknown> {
+  if (tasks.length === 0) return [];
+  return (yield context.df.Task.all(tasks)) as T[];
+}
+
+/**
+ * Waits for tasks whose failures are handled one by one. Task.all fails at the first failure, so a
+ * task can still be running when this returns: callers treat such a task as not finished.
+ */
+export function* settle(context: OrchestrationContext, tasks: Task[]): Generator<Task, void, unknown> {
+  if (tasks.length === 0) return;
+  try {
+    yield context.df.Task.all(tasks);
+  } catch {
+    // inspected per task by the caller
+  }
+}

@@ -1,0 +1,189 @@
+import type { OrchestrationContext, OrchestrationHandler } from "durable-functions";
+import {
+  accountInstanceId,
+  accountReport,
+  buildConsumerGraph,
+  isAccountInScope,
+  planAccount,
+  planViolations,
+  unattachedReports,
+  type AccountNode,
+  type AccountPlanResult,
+  type AccountReport,
+  type Consumer,
+  type RotationReport,
+} from "../../shared/rotation";
+import {
+  ACTIVITY,
+  ORCHESTRATOR,
+  type DiscoverSecretsOutput,
+  type DiscoverSubscriptionOutput,
+  type DiscoverWorkspaceOutput,
+  type ListSubscriptionsOutput,
+  type RotateAllInput,
+  type SnapshotAccountOutput,
+} from "../../shared/activities/contracts";
+import type { RotateStorageAccountInput, RotateStorageAccountOutput } from "./rotateStorageAccount";
+import { ACTIVITY_RETRY, all, errorMessage, settle } from "./retry";
+
+export interface RotationProgress {
+  rotationId: string;
+  phase: "discovering" | "planning" | "rotating" | "done";
+  accounts: Record<string, AccountReport["outcome"] | "queued" | "running">;
+  report?: RotationReport;
+}
+
+/**
+ * The whole rotation: discover every consumer in every subscription (consumers of an account can live
+ * anywhere), plan per storage account, then one rotateStorageAccount sub-orchestration per account,
+ * `parallelism` at a time, each under a deterministic instance id so two rotations of one account
+ * never run at once (I5).
+ */
+export const rotateAll: OrchestrationHandler = function* (context: OrchestrationContext) {
+  const input = context.df.getInput<RotateAllInput>();
+  const startedAt = context.df.currentUtcDateTime.toISOString();
+  const rotationId = `${context.df.instanceId}@${startedAt}`;
+  const status: RotationProgress = { rotationId, phase: "discovering", accounts: {} };
+  context.df.setCustomStatus(status);
+  let armCalls = 0;
+
+  const subs = (yield context.df.callActivityWithRetry(ACTIVITY.listSubscriptions, ACTIVITY_RETRY, {
+    scope: input.scope,
+  })) as ListSubscriptionsOutput;
+  armCalls += subs.armCalls;
+  const found = yield* all<DiscoverSubscriptionOutput>(
+    context,
+    subs.subscriptionIds.map((subscriptionId) =>
+      context.df.callActivityWithRetry(ACTIVITY.discoverSubscription, ACTIVITY_RETRY, {
+        subscriptionId,
+        salt: rotationId,
+      }),
+    ),
+  );
+  const workspaces = found.flatMap((f) => f.workspaces);
+  const perWorkspace = yield* all<DiscoverWorkspaceOutput>(
+    context,
+    workspaces.map((workspace) =>
+      context.df.callActivityWithRetry(ACTIVITY.discoverWorkspace, ACTIVITY_RETRY, {
+        workspace,
+        salt: rotationId,
+      }),
+    ),
+  );
+  const secrets = (yield context.df.callActivityWithRetry(ACTIVITY.discoverSecrets, ACTIVITY_RETRY, {
+    salt: rotationId,
+  })) as DiscoverSecretsOutput;
+  armCalls += sum(found) + sum(perWorkspace) + secrets.armCalls;
+  const consumers: Consumer[] = [
+    ...found.flatMap((f) => f.consumers),
+    ...perWorkspace.flatMap((w) => w.consumers),
+    ...secrets.consumers,
+  ];
+
+  status.phase = "planning";
+  context.df.setCustomStatus(status);
+  const graph = buildConsumerGraph(
+    found.flatMap((f) => f.accounts),
+    consumers,
+    { inScope: (node) => isAccountInScope(input.scope, node) },
+  );
+  const withConsumers = graph.accounts.filter((node) => node.consumers.length > 0);
+  const snapshots = yield* all<SnapshotAccountOutput>(
+    context,
+    withConsumers.map((node) =>
+      context.df.callActivityWithRetry(ACTIVITY.snapshotAccount, ACTIVITY_RETRY, {
+        accountId: node.account.id,
+        salt: rotationId,
+      }),
+    ),
+  );
+  armCalls += sum(snapshots);
+  const now = context.df.currentUtcDateTime;
+  const results: AccountPlanResult[] = withConsumers.map((node, i): AccountPlanResult => {
+    const planned: AccountNode = { account: snapshots[i]!.account, consumers: node.consumers };
+    return planAccount(planned, {
+      now,
+      graceSeconds: input.graceSeconds,
+      minKeyAgeDays: input.minKeyAgeDays,
+      force: input.force,
+    });
+  });
+
+  const reports: AccountReport[] = [];
+  const toRotate: Extract<AccountPlanResult, { action: "rotate" }>[] = [];
+  for (const result of results) {
+    if (result.action === "rotate" && !input.dryRun) {
+      const violations = planViolations(result.plan);
+      if (violations.length > 0) {
+        reports.push(
+          accountReport({
+            action: "fail",
+            account: result.plan.account,
+            reason: `unsafe plan: ${violations.join("; ")}`,
+            consumers: result.plan.consumers,
+          }),
+        );
+        continue;
+      }
+      toRotate.push(result);
+      status.accounts[result.plan.account.name] = "queued";
+    } else {
+      const report = accountReport(result);
+      reports.push(report);
+      status.accounts[report.name] = report.outcome;
+    }
+  }
+
+  status.phase = "rotating";
+  context.df.setCustomStatus(status);
+  for (let i = 0; i < toRotate.length; i += input.parallelism) {
+    const batch = toRotate.slice(i, i + input.parallelism);
+    for (const r of batch) status.accounts[r.plan.account.name] = "running";
+    context.df.setCustomStatus(status);
+    const tasks = batch.map((r) =>
+      context.df.callSubOrchestrator(
+        ORCHESTRATOR.rotateStorageAccount,
+        { plan: r.plan, rotationId } satisfies RotateStorageAccountInput,
+        accountInstanceId(r.plan.account.id),
+      ),
+    );
+    yield* settle(context, tasks);
+    batch.forEach((r, k) => {
+      const task = tasks[k]!;
+      const execution: RotateStorageAccountOutput =
+        task.isCompleted && !task.isFaulted
+          ? (task.result as RotateStorageAccountOutput)
+          : {
+              outcome: "failed",
+              reason: task.isFaulted ? errorMessage(task.result) : "did not finish",
+              durationMs: 0,
+              armCalls: 0,
+            };
+      const report = accountReport(r, execution);
+      reports.push(report);
+      status.accounts[report.name] = report.outcome;
+    });
+    context.df.setCustomStatus(status);
+  }
+
+  const report: RotationReport = {
+    rotationId,
+    dryRun: input.dryRun,
+    startedAt,
+    finishedAt: context.df.currentUtcDateTime.toISOString(),
+    accounts: reports.sort((a, b) => a.name.localeCompare(b.name)),
+    unattached: unattachedReports(graph.unattached),
+  };
+  status.phase = "done";
+  context.df.setCustomStatus({
+    rotationId,
+    phase: status.phase,
+    accounts: status.accounts,
+    discoveryArmCalls: armCalls,
+  });
+  return { ...report, discoveryArmCalls: armCalls };
+};
+
+function sum(outputs: { armCalls: number }[]): number {
+  return outputs.reduce((n, o) => n + o.armCalls, 0);
+}
