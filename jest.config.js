@@ -9,5 +9,7 @@ module.exports = {
   // Integration tests start servers; give them room on a 2-core machine.
   testTimeout: 60000,
   maxWorkers: 2,
+  // The Functions worker injects @azure/functions-core; under Jest the local host's stand-in plays it.
+  moduleNameMapper: { "^@azure/functions-core$": "<rootDir>/local/functions-core.ts" },
   reporters: ["default", "<rootDir>/test/support/summary-reporter.js"],
 };

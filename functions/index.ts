@@ -1,5 +1,54 @@
-import { app } from "@azure/functions";
+import { app, type InvocationContext } from "@azure/functions";
+import * as df from "durable-functions";
 import { health } from "./health";
+import { getPlan, getRotation, monthlyRotation, startRotation } from "./http";
+import { rotateAll } from "./orchestrators/rotateAll";
+import { rotateStorageAccount } from "./orchestrators/rotateStorageAccount";
+import { ACTIVITY, ORCHESTRATOR } from "../shared/activities/contracts";
+import * as activities from "../shared/activities";
+import { activityDeps } from "./deps";
+import { DEFAULT_SCHEDULE, SETTING } from "../shared/config";
 
 // The entry point only wires functions to triggers; the work lives in shared/.
+
 app.http("health", { methods: ["GET"], authLevel: "anonymous", route: "health", handler: health });
+
+df.app.orchestration(ORCHESTRATOR.rotateAll, rotateAll);
+df.app.orchestration(ORCHESTRATOR.rotateStorageAccount, rotateStorageAccount);
+
+type Work<I, O> = (deps: activities.ActivityDeps, input: I) => Promise<O>;
+
+function activity<I, O>(name: string, work: Work<I, O>): void {
+  df.app.activity(name, {
+    handler: async (input: unknown, _context: InvocationContext) => work(activityDeps(), input as I),
+  });
+}
+
+activity(ACTIVITY.listSubscriptions, activities.listSubscriptions);
+activity(ACTIVITY.discoverSubscription, activities.discoverSubscription);
+activity(ACTIVITY.discoverWorkspace, activities.discoverWorkspace);
+activity(ACTIVITY.discoverSecrets, activities.discoverSecrets);
+activity(ACTIVITY.snapshotAccount, activities.snapshotAccount);
+activity(ACTIVITY.regenerateKey, activities.regenerateKey);
+activity(ACTIVITY.moveConsumer, activities.moveConsumer);
+activity(ACTIVITY.verifyConsumers, activities.verifyConsumers);
+
+df.app.client.http("startRotation", {
+  route: "rotations",
+  methods: ["POST"],
+  authLevel: "function",
+  handler: startRotation,
+});
+df.app.client.http("getRotation", {
+  route: "rotations/{id}",
+  methods: ["GET"],
+  authLevel: "function",
+  handler: getRotation,
+});
+df.app.client.http("getPlan", { route: "plan", methods: ["GET"], authLevel: "function", handler: getPlan });
+
+df.app.client.timer("monthlyRotation", {
+  // Registration time is the one place settings may be read outside an activity: the host needs the schedule.
+  schedule: process.env[SETTING.schedule]?.trim() || DEFAULT_SCHEDULE,
+  handler: monthlyRotation,
+});
