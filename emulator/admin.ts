@@ -177,8 +177,9 @@ function applySettings(current: EmulatorSettings, body: Record<string, unknown>)
   for (const [key, value] of Object.entries(body)) {
     switch (key) {
       case "resyncPolicy":
-        if (value === "key1" || value === "consumers") settings.resyncPolicy = value;
-        else problems.push("resyncPolicy must be 'key1' or 'consumers'");
+      case "batchSyncPolicy":
+        if (value === "key1" || value === "consumers") settings[key] = value;
+        else problems.push(`${key} must be 'key1' or 'consumers'`);
         break;
       case "latency":
         if (value === "off" || value === "realistic") settings.latency = value;

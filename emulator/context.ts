@@ -12,6 +12,11 @@ export type ResyncPolicy = "key1" | "consumers";
 
 export interface EmulatorSettings {
   resyncPolicy: ResyncPolicy;
+  /**
+   * Which key Batch takes on syncAutoStorageKeys. Also undocumented; kept apart from the workspace's
+   * so each can be tested on its own. Default `consumers`.
+   */
+  batchSyncPolicy: ResyncPolicy;
   /** How many polls a resyncKeys long-running operation answers 202 before it completes. */
   resyncPolls: number;
   /** Seconds clients are told to wait between LRO polls (Retry-After). */
@@ -36,6 +41,8 @@ export interface EmulatorContext {
    * answering, so the client never sees success before the data plane agrees.
    */
   changed(reason: string): Promise<void>;
+  /** Every key regeneration, keyturn's and out-of-band ones, in order: tests count them (I2, I4). */
+  readonly regenerations: { account: string; key: "key1" | "key2"; at: string; outOfBand: boolean }[];
   /** A pending injected LRO failure for this operation name (e.g. "resyncKeys"), consumed if present. */
   takeLroFailure(operation: string): boolean;
 }

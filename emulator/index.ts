@@ -129,6 +129,7 @@ export interface RequestLogEntry {
 
 export const DEFAULT_SETTINGS: EmulatorSettings = {
   resyncPolicy: "key1",
+  batchSyncPolicy: "consumers",
   resyncPolls: 1,
   lroRetryAfterSeconds: 0,
   latency: "off",
@@ -179,6 +180,7 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
       outages.evaluate(reason);
     },
     takeLroFailure: (operation) => faults.takeLroFailure(operation),
+    regenerations: [],
   };
   await prepareContainers(estate, dataPlane);
   await signSasDatastores(estate);

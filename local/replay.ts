@@ -18,6 +18,7 @@
  * delivered first in an episode of its own making; the host then knows the step comes before any
  * new action of that episode.
  */
+import { randomUUID } from "node:crypto";
 import { EventEmitter } from "node:events";
 import type { Clock, Cancel } from "./clock";
 import { isManualClock } from "./clock";
@@ -91,7 +92,9 @@ export interface InstanceRecord {
   customStatus?: string;
   createdTime: string;
   lastUpdatedTime: string;
-  parent?: { instanceId: string; taskScheduledId: number };
+  /** Tells runs of one instance id apart, as the Durable Task Framework's ExecutionId does. */
+  executionId: string;
+  parent?: { instanceId: string; executionId: string; taskScheduledId: number };
   history: HistoryEvent[];
   pending: PendingEvent[];
   actions: RecordedAction[];
@@ -988,8 +991,12 @@ export class DurableEngine {
   #ensureChild(parent: InstanceRecord, seq: number, task: OpenTask & { kind: "subOrchestration" }): void {
     if (this.#stopped) return;
     const existing = this.#instances.get(task.childId);
+    // Same parent run and the same task: a child that finished while the parent's process was down.
+    // A child of an earlier run under the same instance id is not ours, even at the same sequence.
     const mine =
-      existing?.parent?.instanceId === parent.instanceId && existing.parent.taskScheduledId === seq;
+      existing?.parent?.instanceId === parent.instanceId &&
+      existing.parent.executionId === parent.executionId &&
+      existing.parent.taskScheduledId === seq;
     if (existing && mine) {
       // Resumed after a crash between the child finishing and the parent hearing of it.
       if (isTerminal(existing.runtimeStatus)) this.#notifyParent(existing);
@@ -1010,7 +1017,7 @@ export class DurableEngine {
     }
     if (existing) this.#forget(existing);
     const child = this.#newRecord(task.childId, task.name, task.input);
-    child.parent = { instanceId: parent.instanceId, taskScheduledId: seq };
+    child.parent = { instanceId: parent.instanceId, executionId: parent.executionId, taskScheduledId: seq };
     this.#instances.set(child.instanceId, child);
     this.#save(child);
     this.#kick(child);
@@ -1022,6 +1029,7 @@ export class DurableEngine {
     const seq = child.parent.taskScheduledId;
     const task = parent?.open[String(seq)];
     if (!parent || isTerminal(parent.runtimeStatus) || task?.kind !== "subOrchestration") return;
+    if (child.parent.executionId !== parent.executionId) return;
     if (task.childId !== child.instanceId) return;
     const base = { EventId: -1, IsPlayed: false, Timestamp: this.#now(), TaskScheduledId: seq };
     const event: HistoryEvent =
@@ -1054,6 +1062,7 @@ export class DurableEngine {
       instanceId,
       name,
       runtimeStatus: "Pending",
+      executionId: randomUUID(),
       createdTime: now,
       lastUpdatedTime: now,
       history: [],

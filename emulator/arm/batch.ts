@@ -48,7 +48,7 @@ export function serviceChosenKey(
   storageAccountIdValue: string,
   excludeConsumerId: string,
 ): KeyName {
-  if (ctx.settings.resyncPolicy === "key1") return "key1";
+  if (ctx.settings.batchSyncPolicy === "key1") return "key1";
   const votes = { key1: 0, key2: 0 };
   for (const h of consumerHoldings(ctx.estate)) {
     if (h.id === excludeConsumerId || resourceKey(h.storageAccountId) !== resourceKey(storageAccountIdValue))

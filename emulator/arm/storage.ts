@@ -88,6 +88,12 @@ export async function regenerateStorageKey(
   cause: string,
 ): Promise<void> {
   account.keys[keyName] = { value: newStorageKey(), creationTime: ctx.now() };
+  ctx.regenerations.push({
+    account: account.name,
+    key: keyName,
+    at: ctx.now().toISOString(),
+    outOfBand: cause.startsWith("out-of-band"),
+  });
   await ctx.changed(cause);
 }
 

@@ -44,7 +44,7 @@ export const rotateAll: OrchestrationHandler = function* (context: Orchestration
   const startedAt = context.df.currentUtcDateTime.toISOString();
   const rotationId = `${context.df.instanceId}@${startedAt}`;
   const status: RotationProgress = { rotationId, phase: "discovering", accounts: {} };
-  context.df.setCustomStatus(status);
+  context.df.setCustomStatus(structuredClone(status));
   let armCalls = 0;
 
   const subs = (yield context.df.callActivityWithRetry(ACTIVITY.listSubscriptions, ACTIVITY_RETRY, {
@@ -81,7 +81,7 @@ export const rotateAll: OrchestrationHandler = function* (context: Orchestration
   ];
 
   status.phase = "planning";
-  context.df.setCustomStatus(status);
+  context.df.setCustomStatus(structuredClone(status));
   const graph = buildConsumerGraph(
     found.flatMap((f) => f.accounts),
     consumers,
@@ -135,11 +135,11 @@ export const rotateAll: OrchestrationHandler = function* (context: Orchestration
   }
 
   status.phase = "rotating";
-  context.df.setCustomStatus(status);
+  context.df.setCustomStatus(structuredClone(status));
   for (let i = 0; i < toRotate.length; i += input.parallelism) {
     const batch = toRotate.slice(i, i + input.parallelism);
     for (const r of batch) status.accounts[r.plan.account.name] = "running";
-    context.df.setCustomStatus(status);
+    context.df.setCustomStatus(structuredClone(status));
     const tasks = batch.map((r) =>
       context.df.callSubOrchestrator(
         ORCHESTRATOR.rotateStorageAccount,
@@ -163,7 +163,7 @@ export const rotateAll: OrchestrationHandler = function* (context: Orchestration
       reports.push(report);
       status.accounts[report.name] = report.outcome;
     });
-    context.df.setCustomStatus(status);
+    context.df.setCustomStatus(structuredClone(status));
   }
 
   const report: RotationReport = {

@@ -1,6 +1,7 @@
 import type { OrchestrationContext, OrchestrationHandler, Task } from "durable-functions";
 import {
   evaluateVerification,
+  isServiceChosen,
   keyState,
   resolveKeyTarget,
   type AccountExecution,
@@ -9,7 +10,10 @@ import {
   type Fingerprint,
   type KeyName,
   type LearnedFingerprints,
+  type ConsumerMove,
   type MoveConsumersStep,
+  type Outage,
+  type VerificationProblem,
   type PlanStep,
   type RegenerateKeyStep,
 } from "../../shared/rotation";
@@ -58,6 +62,11 @@ export const rotateStorageAccount: OrchestrationHandler = function* (context: Or
   const lastKeySyncBefore: Record<string, string | undefined> = {};
   let armCalls = 0;
   let stop: Stop | undefined;
+  // Service-chosen consumers found on the key regenerated next (the service insists on it): their
+  // window runs from that regeneration to the resync after it, and is reported (I1's one exception).
+  let onNextKey: VerificationProblem[] = [];
+  let windowStart: number | undefined;
+  const outages: Outage[] = [];
 
   const finish = (outcome: AccountExecution["outcome"], reason?: string): AccountExecution => ({
     outcome,
@@ -67,6 +76,7 @@ export const rotateStorageAccount: OrchestrationHandler = function* (context: Or
     consumerActions,
     durationMs: context.df.currentUtcDateTime.getTime() - started,
     armCalls,
+    outages,
   });
 
   for (const [index, step] of plan.steps.entries()) {
@@ -80,18 +90,20 @@ export const rotateStorageAccount: OrchestrationHandler = function* (context: Or
     switch (step.kind) {
       case "regenerateKey": {
         context.df.setCustomStatus(progress);
-        const out = (yield* call<RegenerateKeyOutput>(context, ACTIVITY.regenerateKey, {
+        const out = yield* call<RegenerateKeyOutput>(context, ACTIVITY.regenerateKey, {
           accountId: plan.account.id,
           step,
-          learned,
+          // Copies: the library serializes actions late, and these objects change after the call.
+          learned: { ...learned },
           salt: rotationId,
-        }));
+        });
         if ("outcome" in out)
           return finish(out.outcome === "failed" ? afterRegenerationOutcome(step) : "stalled", out.reason);
         armCalls += out.armCalls;
         keys = out.keys;
         if (out.decision === "refuse") return finish("stalled", out.reason);
         learned[step.id] = out.keys[step.key];
+        if (step.phase === "retireActive") windowStart = context.df.currentUtcDateTime.getTime();
         break;
       }
       case "moveConsumers": {
@@ -109,23 +121,39 @@ export const rotateStorageAccount: OrchestrationHandler = function* (context: Or
           },
         );
         if (stop) return finish(stop.outcome, stop.reason);
+        if (step.phase === "retireActive" && windowStart !== undefined) {
+          const durationMs = context.df.currentUtcDateTime.getTime() - windowStart;
+          outages.push(
+            ...onNextKey.map((c) => ({
+              consumerId: c.consumerId,
+              name: c.name,
+              kind: c.kind,
+              durationMs,
+              reason: c.reason,
+            })),
+          );
+          onNextKey = [];
+        }
         break;
       }
       case "verifyConsumers": {
         context.df.setCustomStatus(progress);
         const on = keyRef(step.on.key, resolveKeyTarget(step.on, learned));
-        const out = (yield* call<VerifyConsumersOutput>(context, ACTIVITY.verifyConsumers, {
+        const out = yield* call<VerifyConsumersOutput>(context, ACTIVITY.verifyConsumers, {
           accountId: plan.account.id,
           step,
           on,
           salt: rotationId,
-          lastKeySyncBefore,
-        }));
+          lastKeySyncBefore: { ...lastKeySyncBefore },
+        });
         if ("outcome" in out) return finish("stalled", `verification could not run: ${out.reason}`);
         armCalls += out.armCalls;
         keys = out.current;
         const verdict = evaluateVerification(step, out.observations, out.current, learned);
         recordVerification(verdict, consumerActions);
+        onNextKey = verdict.warnings.filter(
+          (w) => step.nextRegeneration !== undefined && w.reason.includes(step.nextRegeneration),
+        );
         if (!verdict.ok) {
           const reasons = verdict.failures.map((f) => `${f.name} (${f.kind}): ${f.reason}`).join("; ");
           return finish(
@@ -180,18 +208,26 @@ function* moveConsumers(
     addArmCalls: (n: number) => void;
   },
 ): Generator<Task, Stop | undefined, unknown> {
-  const tasks = step.moves.map((move) =>
+  const schedule = (move: ConsumerMove) =>
     context.df.callActivityWithRetry(ACTIVITY.moveConsumer, ACTIVITY_RETRY, {
       accountId: plan.account.id,
       move,
       to,
       salt: rotationId,
       rotationId,
-    }),
-  );
-  yield* settle(context, tasks);
+    });
+  // Consumers whose key keyturn writes go first: a service that picks its key on a resync or sync
+  // may follow what the account's other consumers hold, so they must already hold the new key.
+  const written = step.moves.filter((m) => !isServiceChosen(m.consumer.kind));
+  const chosen = step.moves.filter((m) => isServiceChosen(m.consumer.kind));
+  const writtenTasks = written.map(schedule);
+  yield* settle(context, writtenTasks);
+  const chosenTasks = chosen.map(schedule);
+  yield* settle(context, chosenTasks);
+  const moves = [...written, ...chosen];
+  const tasks = [...writtenTasks, ...chosenTasks];
   const failures: string[] = [];
-  step.moves.forEach((move, i) => {
+  moves.forEach((move, i) => {
     const task = tasks[i]!;
     if (task.isFaulted || !task.isCompleted) {
       const reason = task.isFaulted ? errorMessage(task.result) : "did not finish";

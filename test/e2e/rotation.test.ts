@@ -1,0 +1,94 @@
+import { startRotationRig, type RotationRig } from "../helpers/rotation";
+import { consumers, outages, regenerationCounts } from "../helpers/estate";
+import { admin } from "../helpers/emulator";
+import { exitCode } from "../../shared/rotation";
+
+const ROTATED = ["stmlbatch", "stmllake", "stmlresearch", "stmlshared"];
+
+let rig: RotationRig;
+
+beforeAll(async () => {
+  // The workspace resync follows the consumers here; resync-policy.test.ts covers the key1 policy.
+  rig = await startRotationRig({ emulator: { settings: { resyncPolicy: "consumers" } } });
+});
+afterAll(async () => {
+  await rig?.stop();
+});
+
+describe("rotating the demo estate", () => {
+  it("rotates every account, regenerating each key exactly once, with no outage", async () => {
+    const { status, report } = await rig.rotate();
+    expect(status.runtimeStatus).toBe("Completed");
+    expect(report.accounts.map((a) => [a.name, a.outcome])).toEqual(ROTATED.map((n) => [n, "rotated"]));
+    expect(exitCode(report)).toBe(0);
+    expect(regenerationCounts(rig.emulator)).toEqual(
+      Object.fromEntries(ROTATED.map((n) => [n, { key1: 1, key2: 1 }])),
+    );
+    // Every consumer that holds an account key ends on the new active key, key2 (the old standby).
+    const held = await consumers(rig.emulator);
+    expect(held.length).toBeGreaterThanOrEqual(13);
+    expect(held.filter((c) => c.heldKeyName !== "key2")).toEqual([]);
+    expect(await outages(rig.emulator)).toEqual([]);
+    for (const account of report.accounts) {
+      expect(account.activeKeyBefore?.key).toBe("key1");
+      expect(account.activeKeyAfter?.key).toBe("key2");
+      expect(account.outages).toEqual([]);
+    }
+  });
+
+  it("reports the SAS datastore it cannot move and the identity-based one it need not", async () => {
+    const { report } = await rig.rotate(undefined, { force: true, dryRun: true });
+    const lake = report.accounts.find((a) => a.name === "stmllake")!;
+    const sas = lake.consumers.find((c) => c.name === "mlw-research/partner_drop");
+    expect(sas).toMatchObject({ kind: "sasDatastore", action: "skipped" });
+    expect(sas?.reason).toMatch(/SAS/);
+    const research = report.accounts.find((a) => a.name === "stmlresearch")!;
+    expect(research.consumers.find((c) => c.name === "mlw-train/identity_scratch")).toMatchObject({
+      kind: "identityDatastore",
+      action: "skipped",
+    });
+  });
+
+  it("skips every account as too young right after a rotation", async () => {
+    const { report } = await rig.rotate();
+    expect(report.accounts.map((a) => [a.name, a.outcome, a.skipCode])).toEqual(
+      ROTATED.map((n) => [n, "skipped", "too-young"]),
+    );
+    expect(exitCode(report)).toBe(0);
+    expect(regenerationCounts(rig.emulator).stmlshared).toEqual({ key1: 1, key2: 1 });
+  });
+
+  it("swaps the roles back on the next (forced) rotation", async () => {
+    const { report } = await rig.rotate(undefined, { force: true });
+    expect(report.accounts.map((a) => a.outcome)).toEqual(ROTATED.map(() => "rotated"));
+    for (const account of report.accounts) {
+      expect(account.activeKeyBefore?.key).toBe("key2");
+      expect(account.activeKeyAfter?.key).toBe("key1");
+    }
+    expect(regenerationCounts(rig.emulator).stmlshared).toEqual({ key1: 2, key2: 2 });
+    expect((await consumers(rig.emulator)).filter((c) => c.heldKeyName !== "key1")).toEqual([]);
+    expect(await outages(rig.emulator)).toEqual([]);
+  });
+
+  it("leaves an account tagged keyturn:skip alone", async () => {
+    rig.emulator.ctx.estate.storageAccounts.forEach((a) => {
+      if (a.name === "stmllake") a.tags["keyturn:skip"] = "true";
+    });
+    const { report } = await rig.rotate(undefined, { force: true, dryRun: true });
+    expect(report.accounts.find((a) => a.name === "stmllake")).toMatchObject({
+      outcome: "skipped",
+      skipCode: "opted-out",
+    });
+    delete rig.emulator.ctx.estate.storageAccounts.values().next().value?.tags["keyturn:skip"];
+  });
+
+  it("keeps consumers working on the data plane throughout (simulated jobs see no 403)", async () => {
+    await admin(rig.emulator, "POST", "/consumers/tick");
+    const body = (await admin(rig.emulator, "GET", "/outages")).body as {
+      probeFailures: unknown[];
+      probes: number;
+    };
+    expect(body.probes).toBeGreaterThan(0);
+    expect(body.probeFailures).toEqual([]);
+  });
+});

@@ -1,0 +1,98 @@
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { LocalHost, ManualClock } from "../../local";
+import type { InstanceStatus, LocalHostHooks } from "../../local";
+import { startEmulator, type Emulator, type EmulatorOptions } from "../../emulator";
+import { ORCHESTRATOR, type RotateAllInput } from "../../shared/activities/contracts";
+import { scopeInstanceId, type RotationReport, type RotationScope } from "../../shared/rotation";
+import { resetActivityDeps } from "../../functions/deps";
+import { projectRoot } from "../../emulator/paths";
+
+export const ENTRY = join(projectRoot(), "functions", "index.ts");
+
+/** The emulator, keyturn's settings pointing at it, and a local host running the real functions. */
+export interface RotationRig {
+  emulator: Emulator;
+  host: LocalHost;
+  clock: ManualClock;
+  dir: string;
+  rotate(
+    scope?: RotationScope,
+    options?: Partial<RotateAllInput>,
+  ): Promise<{ status: InstanceStatus; report: RotationReport }>;
+  /** Starts rotateAll without waiting; resolves to its instance id. */
+  start(scope?: RotationScope, options?: Partial<RotateAllInput>): string;
+  input(scope?: RotationScope, options?: Partial<RotateAllInput>): RotateAllInput;
+  /** A new host over the same state directory, as after a crash. */
+  restart(hooks?: LocalHostHooks): LocalHost;
+  stop(): Promise<void>;
+}
+
+export async function startRotationRig(
+  options: { emulator?: EmulatorOptions; hooks?: LocalHostHooks } = {},
+): Promise<RotationRig> {
+  const emulator = await startEmulator(options.emulator ?? {});
+  const dir = mkdtempSync(join(tmpdir(), "keyturn-rig-"));
+  const connectionFile = join(dir, "connection.json");
+  writeFileSync(connectionFile, JSON.stringify(emulator.connection));
+  process.env.KEYTURN_CONNECTION_FILE = connectionFile;
+  process.env.KEYTURN_KEY_VAULT_URL = Object.values(emulator.connection.vaults).join(",");
+  resetActivityDeps();
+  const clock = new ManualClock(new Date());
+  const stateDir = join(dir, "state");
+  const makeHost = (hooks?: LocalHostHooks) => {
+    const h = new LocalHost({
+      stateDir,
+      clock,
+      hooks: hooks ?? options.hooks ?? {},
+      logger: () => undefined,
+    });
+    h.load(ENTRY);
+    return h;
+  };
+  let host = makeHost();
+  const rig: RotationRig = {
+    emulator,
+    get host() {
+      return host;
+    },
+    clock,
+    dir,
+    input(scope = { subscriptions: emulator.connection.subscriptionIds }, overrides = {}) {
+      return {
+        scope,
+        dryRun: false,
+        force: false,
+        graceSeconds: 3600,
+        minKeyAgeDays: 20,
+        parallelism: 8,
+        trigger: "cli",
+        startedBy: "test",
+        ...overrides,
+      };
+    },
+    start(scope, overrides) {
+      const input = rig.input(scope, overrides);
+      return host.startNew(ORCHESTRATOR.rotateAll, input, scopeInstanceId(input.scope));
+    },
+    async rotate(scope, overrides) {
+      const id = rig.start(scope, overrides);
+      const status = await host.waitForCompletion(id, { timeoutMs: 120_000 });
+      return { status, report: status.output as RotationReport };
+    },
+    restart(hooks) {
+      host = makeHost(hooks);
+      return host;
+    },
+    async stop() {
+      await host.stop();
+      await emulator.stop();
+      delete process.env.KEYTURN_CONNECTION_FILE;
+      delete process.env.KEYTURN_KEY_VAULT_URL;
+      resetActivityDeps();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+  return rig;
+}
