@@ -65,7 +65,8 @@ export const rotateStorageAccount: OrchestrationHandler = function* (context: Or
   // Service-chosen consumers found on the key regenerated next (the service insists on it): their
   // window runs from that regeneration to the resync after it, and is reported (I1's one exception).
   let onNextKey: VerificationProblem[] = [];
-  let windowStart: number | undefined;
+  let inWindow: VerificationProblem[] = [];
+  let windowStart = 0;
   const outages: Outage[] = [];
 
   const finish = (outcome: AccountExecution["outcome"], reason?: string): AccountExecution => ({
@@ -103,7 +104,9 @@ export const rotateStorageAccount: OrchestrationHandler = function* (context: Or
         keys = out.keys;
         if (out.decision === "refuse") return finish("stalled", out.reason);
         learned[step.id] = out.keys[step.key];
-        if (step.phase === "retireActive") windowStart = context.df.currentUtcDateTime.getTime();
+        windowStart = context.df.currentUtcDateTime.getTime();
+        inWindow = onNextKey.filter((c) => c.reason.includes(step.key));
+        onNextKey = [];
         break;
       }
       case "moveConsumers": {
@@ -121,19 +124,19 @@ export const rotateStorageAccount: OrchestrationHandler = function* (context: Or
           },
         );
         if (stop) return finish(stop.outcome, stop.reason);
-        if (step.phase === "retireActive" && windowStart !== undefined) {
-          const durationMs = context.df.currentUtcDateTime.getTime() - windowStart;
-          outages.push(
-            ...onNextKey.map((c) => ({
-              consumerId: c.consumerId,
-              name: c.name,
-              kind: c.kind,
-              durationMs,
-              reason: c.reason,
-            })),
-          );
-          onNextKey = [];
+        // Consumers that held the key just regenerated are live again once moved: that was their window.
+        const moved = new Set(step.moves.map((m) => m.consumer.id));
+        const durationMs = context.df.currentUtcDateTime.getTime() - windowStart;
+        for (const c of inWindow.filter((w) => moved.has(w.consumerId))) {
+          outages.push({
+            consumerId: c.consumerId,
+            name: c.name,
+            kind: c.kind,
+            durationMs,
+            reason: c.reason,
+          });
         }
+        inWindow = inWindow.filter((w) => !moved.has(w.consumerId));
         break;
       }
       case "verifyConsumers": {

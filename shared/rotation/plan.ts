@@ -249,6 +249,31 @@ export function buildPlan(
       { id: "grace-normalized", phase: "normalize", kind: "grace", seconds: graceSeconds },
     );
   }
+  // A service-chosen consumer left on the standby key (a resync that insisted on it last time) would
+  // die with the standby's regeneration: resync it first, so it moves if the service lets it.
+  const standbyFingerprint = account.keys[standbyKey].fingerprint;
+  const followersOnStandby = followers.filter(
+    (c) => c.heldFingerprint !== undefined && c.heldFingerprint === standbyFingerprint,
+  );
+  if (followersOnStandby.length > 0) {
+    steps.push(
+      {
+        id: `resync-before-${standbyKey}`,
+        phase: "normalize",
+        kind: "moveConsumers",
+        to: active,
+        moves: followersOnStandby.map(move),
+      },
+      {
+        id: `verify-resynced-before-${standbyKey}`,
+        phase: "normalize",
+        kind: "verifyConsumers",
+        on: active,
+        checks: followersOnStandby.map(check),
+        nextRegeneration: standbyKey,
+      },
+    );
+  }
   steps.push(
     {
       id: regenerateStandbyId,
