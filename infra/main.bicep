@@ -1,0 +1,204 @@
+// keyturn: one deployment per tenant (or per platform team). Subscription scope, because keyturn
+// needs things a resource-group deployment cannot make: its own resource group, a custom role
+// definition, and role assignments on the subscriptions and resource groups it rotates in.
+targetScope = 'subscription'
+
+@minLength(1)
+@maxLength(64)
+@description('Environment name (azd sets it): names and tags every resource.')
+param environmentName string
+
+@minLength(1)
+@description('Region of every resource. Flex Consumption is not offered in every region.')
+@metadata({ azd: { type: 'location' } })
+param location string
+
+@description('Resource group for keyturn itself; default rg-<environmentName>.')
+param resourceGroupName string = ''
+
+@description('Subscriptions keyturn rotates in (ids, not resource ids): the role is assigned on each whole subscription. With neither this nor rotationResourceGroups, the subscription of this deployment.')
+param rotationSubscriptionIds string[] = []
+
+@description('Resource groups keyturn rotates in, for a narrower scope than whole subscriptions.')
+param rotationResourceGroups resourceGroupScope[] = []
+
+@description('Email address that alerts go to; empty for no email (the alerts still show in the portal).')
+param alertEmail string = ''
+
+@minValue(2)
+@description('Days without a successful rotation before the overdue alert fires: the schedule (monthly) plus a margin.')
+param overdueAfterDays int = 35
+
+@description('App settings to set or change, by name, e.g. { KEYTURN_SCHEDULE: \'0 0 2 * * 0\' }. Names must be in infra/app-settings.json.')
+param appSettingOverrides object = {}
+
+@description('Purge protection on keyturn\'s Key Vault. Irreversible once on: a deleted vault then stays recoverable for 90 days and its name stays taken.')
+param keyVaultPurgeProtection bool = true
+
+@description('A resource group keyturn rotates in.')
+type resourceGroupScope = {
+  @description('The subscription id (a GUID).')
+  subscriptionId: string
+  @description('The resource group name.')
+  resourceGroup: string
+}
+
+var tags = { 'azd-env-name': environmentName, application: 'keyturn' }
+var token = toLower(uniqueString(subscription().id, environmentName, location))
+
+// The one role file (I7): the emulator enforces it, tests check it against the code, and this
+// deploys it as a custom role.
+var role = loadJsonContent('keyturn-role.json')
+var settingsFile = loadJsonContent('app-settings.json')
+
+var subscriptionScopes = empty(rotationSubscriptionIds) && empty(rotationResourceGroups) ? [subscription().subscriptionId] : rotationSubscriptionIds
+var rotatedSubscriptionIds = union(subscriptionScopes, map(rotationResourceGroups, g => g.subscriptionId))
+var subscriptionScopeIds = map(subscriptionScopes, id => '/subscriptions/${id}')
+var resourceGroupScopeIds = map(rotationResourceGroups, g => '/subscriptions/${g.subscriptionId}/resourceGroups/${g.resourceGroup}')
+var scopeIds = union(subscriptionScopeIds, resourceGroupScopeIds)
+
+resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
+  name: empty(resourceGroupName) ? 'rg-${environmentName}' : resourceGroupName
+  location: location
+  tags: tags
+}
+
+// Custom role names are unique per tenant: the environment name keeps two deployments apart. This
+// subscription is assignable too, for the role's assignment on keyturn's own Key Vault.
+resource keyturnRole 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
+  name: guid(subscription().id, environmentName, 'keyturn-role')
+  properties: {
+    roleName: '${role.Name} (${environmentName})'
+    description: role.Description
+    type: 'CustomRole'
+    permissions: [
+      {
+        actions: role.Actions
+        notActions: role.NotActions
+        dataActions: role.DataActions
+        notDataActions: role.NotDataActions
+      }
+    ]
+    assignableScopes: union(scopeIds, [subscription().id])
+  }
+}
+
+module identity 'modules/identity.bicep' = {
+  name: 'keyturn-identity'
+  scope: rg
+  params: {
+    name: 'id-keyturn-${token}'
+    location: location
+    tags: tags
+  }
+}
+
+module monitoring 'modules/monitoring.bicep' = {
+  name: 'keyturn-monitoring'
+  scope: rg
+  params: {
+    logAnalyticsName: 'log-keyturn-${token}'
+    appInsightsName: 'appi-keyturn-${token}'
+    location: location
+    tags: tags
+    publisherPrincipalId: identity.outputs.principalId
+  }
+}
+
+module storage 'modules/storage.bicep' = {
+  name: 'keyturn-storage'
+  scope: rg
+  params: {
+    name: 'stkeyturn${take(token, 13)}'
+    location: location
+    tags: tags
+    deploymentContainerName: 'app-package'
+    principalId: identity.outputs.principalId
+  }
+}
+
+module vault 'modules/keyvault.bicep' = {
+  name: 'keyturn-keyvault'
+  scope: rg
+  params: {
+    name: 'kv-keyturn-${take(token, 13)}'
+    location: location
+    tags: tags
+    purgeProtection: keyVaultPurgeProtection
+    principalId: identity.outputs.principalId
+    roleDefinitionGuid: keyturnRole.name
+  }
+}
+
+// `literal` settings in app-settings.json are set as they are; these are the `deployment` ones.
+var literalSettings = toObject(filter(settingsFile.settings, s => s.set == 'literal'), s => s.name, s => s.value)
+var deploymentSettings = {
+  KEYTURN_SUBSCRIPTIONS: join(rotatedSubscriptionIds, ',')
+  KEYTURN_KEY_VAULT_URL: vault.outputs.uri
+  AZURE_CLIENT_ID: identity.outputs.clientId
+  APPLICATIONINSIGHTS_CONNECTION_STRING: monitoring.outputs.connectionString
+  APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'Authorization=AAD;ClientId=${identity.outputs.clientId}'
+  AzureWebJobsStorage__accountName: storage.outputs.name
+  AzureWebJobsStorage__clientId: identity.outputs.clientId
+}
+
+module app 'modules/function-app.bicep' = {
+  name: 'keyturn-function-app'
+  scope: rg
+  params: {
+    appName: 'func-keyturn-${token}'
+    planName: 'plan-keyturn-${token}'
+    location: location
+    tags: tags
+    identityId: identity.outputs.id
+    deploymentContainerUrl: '${storage.outputs.blobEndpoint}app-package'
+    appSettings: union(literalSettings, deploymentSettings, appSettingOverrides)
+  }
+}
+
+module alerts 'modules/alerts.bicep' = {
+  name: 'keyturn-alerts'
+  scope: rg
+  params: {
+    namePrefix: 'keyturn-${environmentName}'
+    location: location
+    tags: tags
+    appInsightsId: monitoring.outputs.appInsightsId
+    alertEmail: alertEmail
+    overdueAfterDays: overdueAfterDays
+  }
+}
+
+// One module per scope: a role assignment lives at the scope it grants, and this deployment's own
+// scope is only the subscription it runs in.
+module subscriptionAssignments 'modules/role-assignment-subscription.bicep' = [
+  for id in subscriptionScopes: {
+    name: 'keyturn-role-${uniqueString(id, environmentName)}'
+    scope: subscription(id)
+    params: {
+      roleDefinitionGuid: keyturnRole.name
+      principalId: identity.outputs.principalId
+    }
+  }
+]
+
+module resourceGroupAssignments 'modules/role-assignment-resource-group.bicep' = [
+  for g in rotationResourceGroups: {
+    name: 'keyturn-role-${uniqueString(g.subscriptionId, g.resourceGroup, environmentName)}'
+    scope: resourceGroup(g.subscriptionId, g.resourceGroup)
+    params: {
+      roleDefinitionGuid: keyturnRole.name
+      principalId: identity.outputs.principalId
+    }
+  }
+]
+
+output AZURE_LOCATION string = location
+output AZURE_TENANT_ID string = tenant().tenantId
+output AZURE_RESOURCE_GROUP string = rg.name
+output AZURE_FUNCTION_APP_NAME string = app.outputs.name
+output KEYTURN_API_URL string = app.outputs.url
+output KEYTURN_KEY_VAULT_URL string = vault.outputs.uri
+output KEYTURN_ROLE_ID string = keyturnRole.id
+output KEYTURN_IDENTITY_PRINCIPAL_ID string = identity.outputs.principalId
+output KEYTURN_WORKBOOK_ID string = alerts.outputs.workbookId

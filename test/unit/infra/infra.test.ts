@@ -1,0 +1,422 @@
+import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
+import { dirname, join, relative } from "node:path";
+import { EVENT_CATALOGUE, METRIC_CATALOGUE, redactText } from "../../../shared/telemetry";
+import { problems, references } from "./kql";
+
+/**
+ * Cross-checks between infra/ and the code, runnable without Azure or the Bicep compiler: the
+ * settings the code reads are deployed or have a default, nothing secret is in app settings, the
+ * role file is well-formed, and the alerts and workbook query only telemetry the code emits.
+ */
+
+const ROOT = join(__dirname, "..", "..", "..");
+const read = (path: string): string => readFileSync(join(ROOT, path), "utf8");
+const json = <T>(path: string): T => JSON.parse(read(path)) as T;
+
+interface Setting {
+  name: string;
+  set: "literal" | "deployment" | "no";
+  value: string;
+  deployment: string;
+  default: string;
+  description: string;
+}
+interface Alert {
+  name: string;
+  displayName: string;
+  description: string;
+  severity: number;
+  evaluationFrequency: string;
+  windowSize: string;
+  autoMitigate: boolean;
+  dimensions: string[];
+  query: string;
+}
+interface WorkbookItem {
+  type: number;
+  name: string;
+  content: { query?: string; title?: string; resourceType?: string };
+}
+
+const settings = json<{ settings: Setting[] }>("infra/app-settings.json").settings;
+const byName = new Map(settings.map((s) => [s.name, s]));
+const alerts = json<{ alerts: Alert[] }>("infra/alerts.json").alerts;
+const workbook = json<{ version: string; items: WorkbookItem[] }>("infra/workbook.json");
+const workbookQueries = workbook.items.filter((i) => i.type === 3);
+const bicepFiles = [
+  "infra/main.bicep",
+  ...readdirSync(join(ROOT, "infra/modules")).map((f) => `infra/modules/${f}`),
+];
+const bicep = new Map(bicepFiles.map((f) => [f, read(f)]));
+const mainBicep = read("infra/main.bicep");
+
+function sourceFiles(dir: string): string[] {
+  const abs = join(ROOT, dir);
+  if (!existsSync(abs)) return [];
+  return readdirSync(abs).flatMap((entry) => {
+    const path = join(abs, entry);
+    if (statSync(path).isDirectory()) return sourceFiles(relative(ROOT, path));
+    return entry.endsWith(".ts") && !entry.endsWith(".d.ts") ? [relative(ROOT, path)] : [];
+  });
+}
+
+/** App-setting families: keyturn's own, the Functions host's and the Azure SDKs'. */
+const SETTING_NAME =
+  /^(?:KEYTURN_[A-Z0-9_]+|APPLICATIONINSIGHTS_[A-Z0-9_]+|AZURE_[A-Z0-9_]+|AzureWebJobs\w*|FUNCTIONS_\w+)$/;
+
+/** Every app setting the deployed code can read, with the files that read it. */
+function settingsReadByCode(): Map<string, string[]> {
+  const found = new Map<string, string[]>();
+  const patterns = [
+    /process\.env\.([A-Za-z_][A-Za-z0-9_]*)/g,
+    /process\.env\[\s*["'`]([^"'`]+)["'`]\s*\]/g,
+    /\benv\.([A-Za-z_][A-Za-z0-9_]*)/g,
+    /\benv\[\s*["'`]([^"'`]+)["'`]\s*\]/g,
+    // Names kept in constants (`SETTING.schedule = "KEYTURN_SCHEDULE"`) and read through them.
+    /["'`]([A-Za-z_][A-Za-z0-9_]*)["'`]/g,
+  ];
+  for (const file of ["shared", "functions", "cli", "local"].flatMap(sourceFiles)) {
+    const text = readFileSync(join(ROOT, file), "utf8");
+    for (const pattern of patterns) {
+      for (const match of text.matchAll(pattern)) {
+        const name = match[1] ?? "";
+        if (SETTING_NAME.test(name)) found.set(name, [...(found.get(name) ?? []), file]);
+      }
+    }
+  }
+  return found;
+}
+
+describe("app settings: infra/app-settings.json against the code", () => {
+  it("is well-formed: one entry per name, each either set by infra or left unset with a default", () => {
+    expect(new Set(settings.map((s) => s.name)).size).toBe(settings.length);
+    for (const s of settings) {
+      expect([s.name, Object.keys(s).sort()]).toEqual([
+        s.name,
+        ["default", "deployment", "description", "name", "set", "value"],
+      ]);
+      expect(["literal", "deployment", "no"]).toContain(s.set);
+      expect([s.name, s.set === "literal" ? s.value.length > 0 : s.value === ""]).toEqual([s.name, true]);
+      expect([s.name, s.set === "deployment" ? s.deployment.length > 0 : s.deployment === ""]).toEqual([
+        s.name,
+        true,
+      ]);
+      expect([s.name, s.default.length > 0 && s.description.length > 0]).toEqual([s.name, true]);
+    }
+  });
+
+  it("lists every setting the code reads", () => {
+    const read = settingsReadByCode();
+    expect(read.size).toBeGreaterThan(5);
+    const missing = [...read.keys()]
+      .filter((name) => !byName.has(name))
+      .map((n) => `${n} (${read.get(n)?.[0]})`);
+    expect(missing).toEqual([]);
+  });
+
+  it("lists no KEYTURN_ setting that nothing reads", () => {
+    const read = settingsReadByCode();
+    const hostJson = read_host_settings();
+    const stale = settings
+      .map((s) => s.name)
+      .filter((n) => n.startsWith("KEYTURN_") && !read.has(n) && !hostJson.includes(n));
+    expect(stale).toEqual([]);
+  });
+
+  it("sets in Azure every setting host.json refers to", () => {
+    for (const name of read_host_settings()) {
+      expect([name, byName.get(name)?.set]).toEqual([name, expect.stringMatching(/^(literal|deployment)$/)]);
+    }
+  });
+
+  it("keeps the documented defaults of keyturn's tunables equal to the deployed values", () => {
+    for (const s of settings.filter(
+      (s) => s.set === "literal" && s.name.startsWith("KEYTURN_") && s.name !== "KEYTURN_TASK_HUB",
+    )) {
+      expect([s.name, s.value]).toEqual([s.name, s.default]);
+    }
+  });
+
+  it("main.bicep computes exactly the `deployment` settings", () => {
+    const block = /var deploymentSettings = \{([\s\S]*?)\n\}/.exec(mainBicep)?.[1] ?? "";
+    const keys = [...block.matchAll(/^\s*([A-Za-z_][A-Za-z0-9_]*)\s*:/gm)].map((m) => m[1]);
+    expect(keys.sort()).toEqual(
+      settings
+        .filter((s) => s.set === "deployment")
+        .map((s) => s.name)
+        .sort(),
+    );
+    expect(mainBicep).toMatch(/filter\(settingsFile\.settings, s => s\.set == 'literal'\)/);
+    expect(mainBicep).toMatch(
+      /appSettings: union\(literalSettings, deploymentSettings, appSettingOverrides\)/,
+    );
+  });
+});
+
+function read_host_settings(): string[] {
+  return [...read("host.json").matchAll(/%([A-Za-z_][A-Za-z0-9_]*)%/g)].map((m) => m[1] ?? "");
+}
+
+describe("no secret in app settings or infra", () => {
+  const SECRET_SHAPES =
+    /AccountKey=|DefaultEndpointsProtocol=|InstrumentationKey=|SharedAccessSignature=|SharedAccessKey=|[?&]sig=|ClientSecret|Password=/i;
+
+  it("no literal value looks like a key, a connection string or a SAS", () => {
+    for (const s of settings.filter((s) => s.set === "literal")) {
+      expect([s.name, SECRET_SHAPES.test(s.value)]).toEqual([s.name, false]);
+      expect([s.name, redactText(s.value)]).toEqual([s.name, s.value]);
+    }
+  });
+
+  it("no setting carries a storage connection string, a key or a secret", () => {
+    for (const { name } of settings) {
+      // The Functions host's own storage goes through the identity (AzureWebJobsStorage__*), never a connection string.
+      expect(name).not.toBe("AzureWebJobsStorage");
+      expect(name).not.toMatch(/^(WEBSITE_CONTENTAZUREFILECONNECTIONSTRING|APPINSIGHTS_INSTRUMENTATIONKEY)$/);
+      if (name !== "APPLICATIONINSIGHTS_CONNECTION_STRING") {
+        expect(name).not.toMatch(/CONNECTION_?STRING|SECRET|PASSWORD|_KEY$|AccountKey/i);
+      }
+    }
+    // The Application Insights connection string only names where to send: local auth is off.
+    expect(bicep.get("infra/modules/monitoring.bicep")).toMatch(/DisableLocalAuth: true/);
+    expect(byName.get("APPLICATIONINSIGHTS_AUTHENTICATION_STRING")?.deployment).toMatch(/Authorization=AAD/);
+    expect(mainBicep).toMatch(
+      /APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'Authorization=AAD;ClientId=\$\{identity\.outputs\.clientId\}'/,
+    );
+  });
+
+  it("no Bicep file reads a key or writes one anywhere", () => {
+    for (const [file, text] of bicep) {
+      expect([file, text.match(/\blist[A-Za-z]*\(|\.list[A-Za-z]*\(/g)]).toEqual([file, null]);
+      expect([file, SECRET_SHAPES.test(text)]).toEqual([file, false]);
+      expect([file, /@secure\(\)/.test(text)]).toEqual([file, false]);
+    }
+  });
+
+  it("storage takes identities only and the vault authorizes with RBAC", () => {
+    expect(bicep.get("infra/modules/storage.bicep")).toMatch(/allowSharedKeyAccess: false/);
+    expect(bicep.get("infra/modules/keyvault.bicep")).toMatch(/enableRbacAuthorization: true/);
+    expect(settings.map((s) => s.name)).toEqual(
+      expect.arrayContaining([
+        "AzureWebJobsStorage__accountName",
+        "AzureWebJobsStorage__credential",
+        "AzureWebJobsStorage__clientId",
+      ]),
+    );
+    expect(byName.get("AzureWebJobsStorage__credential")?.value).toBe("managedidentity");
+  });
+
+  it("sets nothing Flex Consumption rejects (the runtime is in functionAppConfig instead)", () => {
+    for (const name of [
+      "FUNCTIONS_WORKER_RUNTIME",
+      "FUNCTIONS_EXTENSION_VERSION",
+      "WEBSITE_RUN_FROM_PACKAGE",
+      "WEBSITE_NODE_DEFAULT_VERSION",
+    ]) {
+      expect(byName.has(name)).toBe(false);
+    }
+    const app = bicep.get("infra/modules/function-app.bicep") ?? "";
+    expect(app).toMatch(/tier: 'FlexConsumption'/);
+    expect(app).toMatch(/runtime: \{\s*name: 'node'\s*version: '22'\s*\}/);
+    expect(app).toMatch(/kind: 'functionapp,linux'/);
+  });
+});
+
+describe("the role file (infra/keyturn-role.json)", () => {
+  interface Role {
+    Name: string;
+    Description: string;
+    Actions: string[];
+    NotActions: string[];
+    DataActions: string[];
+    NotDataActions: string[];
+    AssignableScopes: string[];
+  }
+  const role = json<Role>("infra/keyturn-role.json");
+  const OPERATION = /^Microsoft\.[A-Za-z]+(?:\/[A-Za-z][A-Za-z0-9]*)+\/(?:read|write|delete|action)$/;
+
+  it("has every field a role definition needs, and denies nothing (it grants exactly)", () => {
+    expect(role.Name).toMatch(/\S/);
+    expect(role.Description).toMatch(/\S/);
+    expect(role.Actions.length).toBeGreaterThan(0);
+    expect(role.NotActions).toEqual([]);
+    expect(role.NotDataActions).toEqual([]);
+    expect(Array.isArray(role.AssignableScopes)).toBe(true);
+  });
+
+  it("lists well-formed operations without wildcards", () => {
+    for (const action of [...role.Actions, ...role.DataActions]) {
+      expect([action, OPERATION.test(action)]).toEqual([action, true]);
+      expect(action).not.toContain("*");
+    }
+  });
+
+  it("lists no operation twice (Azure compares them case-insensitively)", () => {
+    for (const list of [role.Actions, role.DataActions]) {
+      const lower = list.map((a) => a.toLowerCase());
+      expect(lower.filter((a, i) => lower.indexOf(a) !== i)).toEqual([]);
+    }
+  });
+
+  it("control-plane actions touch only storage, ML and Batch; data actions only Key Vault secrets", () => {
+    for (const action of role.Actions) {
+      expect(action).toMatch(
+        /^Microsoft\.(Storage\/storageAccounts|MachineLearningServices\/workspaces|Batch\/batchAccounts)\//,
+      );
+    }
+    for (const action of role.DataActions) expect(action).toMatch(/^Microsoft\.KeyVault\/vaults\/secrets\//);
+  });
+
+  it("is what main.bicep deploys as the custom role", () => {
+    expect(mainBicep).toContain("loadJsonContent('keyturn-role.json')");
+    for (const field of ["Actions", "NotActions", "DataActions", "NotDataActions", "Name", "Description"]) {
+      expect(mainBicep).toContain(`role.${field}`);
+    }
+  });
+});
+
+describe("Bicep wiring", () => {
+  it("loads the settings, role, alerts and workbook files, and every file it loads exists", () => {
+    expect(mainBicep).toContain("loadJsonContent('app-settings.json')");
+    expect(bicep.get("infra/modules/alerts.bicep")).toContain("loadJsonContent('../alerts.json')");
+    expect(bicep.get("infra/modules/alerts.bicep")).toContain("loadJsonContent('../workbook.json')");
+    for (const [file, text] of bicep) {
+      for (const m of text.matchAll(/load(?:Json|Text|Yaml)Content\('([^']+)'\)/g)) {
+        expect([file, m[1], existsSync(join(ROOT, dirname(file), m[1] ?? ""))]).toEqual([file, m[1], true]);
+      }
+    }
+  });
+
+  it("every module main.bicep uses exists", () => {
+    const modules = [...mainBicep.matchAll(/^module \w+ '([^']+)'/gm)].map((m) => m[1] ?? "");
+    expect(modules.length).toBeGreaterThan(5);
+    for (const m of modules) expect([m, existsSync(join(ROOT, "infra", m))]).toEqual([m, true]);
+  });
+
+  it("assigns the role at subscription scope through a subscription-scoped module", () => {
+    expect(mainBicep).toMatch(/targetScope = 'subscription'/);
+    expect(bicep.get("infra/modules/role-assignment-subscription.bicep")).toMatch(
+      /targetScope = 'subscription'/,
+    );
+    expect(mainBicep).toMatch(/scope: subscription\(id\)/);
+    expect(mainBicep).toMatch(/scope: resourceGroup\(g\.subscriptionId, g\.resourceGroup\)/);
+  });
+
+  it("gives the app identity exactly the data roles the durable task hub needs on its storage", () => {
+    const storage = bicep.get("infra/modules/storage.bicep") ?? "";
+    for (const roleId of [
+      "b7e6dc6d-f1e8-4753-8033-0f276bb0955b", // Storage Blob Data Owner
+      "974c5e8b-45b9-4653-ba55-5f855dd0fb88", // Storage Queue Data Contributor
+      "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3", // Storage Table Data Contributor
+    ]) {
+      expect(storage).toContain(roleId);
+    }
+  });
+
+  it("replaces every placeholder in the alert queries", () => {
+    const placeholders = new Set(
+      alerts.flatMap((a) => [...a.query.matchAll(/\{([A-Za-z]+)\}/g)].map((m) => m[1])),
+    );
+    for (const p of placeholders) {
+      expect(bicep.get("infra/modules/alerts.bicep")).toContain(`replace(alert.query, '{${p}}'`);
+    }
+  });
+});
+
+describe("alerts and workbook query only what keyturn emits", () => {
+  it("the checker itself catches unknown events, properties, measurements and values", () => {
+    expect(problems(`customEvents | where name == "AccountRotaed"`)).toEqual([
+      `"AccountRotaed" is neither an event nor a metric`,
+    ]);
+    expect(
+      problems(`customEvents | where name == "AccountSkipped" | extend c = customDimensions.consumer`),
+    ).toEqual(["customDimensions.consumer is not a property of AccountSkipped"]);
+    expect(
+      problems(`customEvents | where name == "Heartbeat" | extend d = customMeasurements["days"]`),
+    ).toEqual(["customMeasurements.days is not a measurement of Heartbeat"]);
+    expect(
+      problems(
+        `customEvents | where name == "RotationCompleted" | where tostring(customDimensions["outcome"]) == "ok"`,
+      ),
+    ).toEqual([`outcome is never "ok" (it is success|stalled|failed)`]);
+    expect(problems(`customEvents | where name == "KeyAgeDays"`)).toEqual([
+      "names metrics but reads no customMetrics",
+    ]);
+    expect(problems(`traces | where message has "x"`)).toEqual([
+      "table traces holds nothing keyturn emits",
+      "filters on no event or metric name",
+    ]);
+  });
+
+  it.each(alerts.map((a) => [a.name, a.query]))("alert %s", (_name, query) => {
+    expect(problems(query)).toEqual([]);
+  });
+
+  it.each(workbookQueries.map((i) => [i.content.title ?? i.name, i.content.query ?? ""]))(
+    "workbook: %s",
+    (_title, query) => {
+      expect(problems(query)).toEqual([]);
+    },
+  );
+
+  it("alerts cover a failed or stalled rotation, an overdue rotation and a key past its policy", () => {
+    const names = (query: string) => references(query).names;
+    const covers = (event: string) => alerts.some((a) => names(a.query).includes(event));
+    for (const n of ["AccountStalled", "AccountFailed", "RotationCompleted", "Heartbeat", "KeyAgeDays"]) {
+      expect([n, covers(n)]).toEqual([n, true]);
+    }
+    expect(alerts.find((a) => names(a.query).includes("KeyAgeDays"))?.query).toContain(
+      "keyExpirationPeriodInDays",
+    );
+    // Log alerts cannot look back further than two days.
+    for (const a of alerts)
+      expect(["PT5M", "PT10M", "PT15M", "PT30M", "PT1H", "PT6H", "PT12H", "P1D", "P2D"]).toContain(
+        a.windowSize,
+      );
+  });
+
+  it("the workbook shows rotations over time, each account's status, key ages and stalled consumers", () => {
+    expect(workbook.version).toBe("Notebook/1.0");
+    const titles = workbookQueries.map((i) => i.content.title ?? "");
+    for (const t of [/rotations over time/i, /status of each/i, /key ages/i, /stalled consumers/i]) {
+      expect(titles.some((title) => t.test(title))).toBe(true);
+    }
+    for (const item of workbookQueries)
+      expect(item.content.resourceType).toBe("microsoft.insights/components");
+  });
+
+  it("the catalogue's every event and metric shows up in the workbook or an alert", () => {
+    const used = new Set(
+      [...alerts.map((a) => a.query), ...workbookQueries.map((i) => i.content.query ?? "")].flatMap(
+        (q) => references(q).names,
+      ),
+    );
+    const unused = [...Object.keys(EVENT_CATALOGUE), ...Object.keys(METRIC_CATALOGUE)].filter(
+      (n) => !used.has(n) && !["RotationStarted", "RotationDurationMs", "ArmCalls"].includes(n),
+    );
+    expect(unused).toEqual([]);
+  });
+});
+
+describe("azd, CI and docs", () => {
+  it("azure.yaml deploys infra/main.bicep and the Functions app", () => {
+    const yaml = read("azure.yaml");
+    expect(yaml).toMatch(/^infra:\s*\n\s+provider: bicep\s*\n\s+path: infra\s*\n\s+module: main/m);
+    expect(yaml).toMatch(/^\s+keyturn:\s*\n(?:\s+.*\n)*?\s+host: function/m);
+    expect(bicep.get("infra/modules/function-app.bicep")).toContain("'azd-service-name': 'keyturn'");
+  });
+
+  it("the workflow builds and lints every Bicep file and validates when Azure credentials exist", () => {
+    const workflow = read(".github/workflows/infra.yml");
+    expect(workflow).toContain("az bicep build");
+    expect(workflow).toContain("az bicep lint");
+    expect(workflow).toContain("az deployment sub validate");
+    expect(workflow).toContain("az deployment sub what-if");
+  });
+
+  it("docs/deploy.md documents every app setting", () => {
+    const doc = read("docs/deploy.md");
+    const undocumented = settings.map((s) => s.name).filter((n) => !doc.includes(`\`${n}\``));
+    expect(undocumented).toEqual([]);
+  });
+});
