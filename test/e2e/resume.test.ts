@@ -26,12 +26,11 @@ async function rotateWithCrash(
 ): Promise<{ crashed: boolean; report: RotationReport }> {
   let seen = 0;
   let crashed = false;
-  let first: LocalHost | undefined;
-  first = rig.restart({
+  const first: LocalHost = rig.restart({
     onActivity: (info) => {
       if (!info.instanceId.startsWith("keyturn-account-") || info.phase !== phase) return;
       seen++;
-      if (seen === n && first) {
+      if (seen === n) {
         crashed = true;
         void first.stop();
       }
