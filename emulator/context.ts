@@ -41,6 +41,8 @@ export interface EmulatorContext {
    * answering, so the client never sees success before the data plane agrees.
    */
   changed(reason: string): Promise<void>;
+  /** Every storage key value the emulator ever issued, so tests can prove none leaked (I3). */
+  readonly issuedKeys: Set<string>;
   /** Every key regeneration, keyturn's and out-of-band ones, in order: tests count them (I2, I4). */
   readonly regenerations: { account: string; key: "key1" | "key2"; at: string; outOfBand: boolean }[];
   /** A pending injected LRO failure for this operation name (e.g. "resyncKeys"), consumed if present. */

@@ -181,6 +181,7 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
     },
     takeLroFailure: (operation) => faults.takeLroFailure(operation),
     regenerations: [],
+    issuedKeys: new Set(accountsOf(estate).flatMap((a) => [a.key1, a.key2])),
   };
   await prepareContainers(estate, dataPlane);
   await signSasDatastores(estate);

@@ -8,6 +8,7 @@ import { ACTIVITY, ORCHESTRATOR } from "../shared/activities/contracts";
 import * as activities from "../shared/activities";
 import { activityDeps } from "./deps";
 import { DEFAULT_SCHEDULE, SETTING } from "../shared/config";
+import { scrubError } from "../shared/errors";
 
 // The entry point only wires functions to triggers; the work lives in shared/.
 
@@ -18,9 +19,20 @@ df.app.orchestration(ORCHESTRATOR.rotateStorageAccount, rotateStorageAccount);
 
 type Work<I, O> = (deps: activities.ActivityDeps, input: I) => Promise<O>;
 
-function activity<I, O>(name: string, work: Work<I, O>): void {
+function activity<I, O extends { armCalls: number }>(name: string, work: Work<I, O>): void {
   df.app.activity(name, {
-    handler: async (input: unknown, _context: InvocationContext) => work(activityDeps(), input as I),
+    handler: async (input: unknown, context: InvocationContext) => {
+      try {
+        const output = await work(activityDeps(), input as I);
+        context.log(`${name}: done, ${output.armCalls} ARM calls`);
+        return output;
+      } catch (e) {
+        // The message is already free of key material (adapters scrub); scrub again at the boundary.
+        const error = scrubError(e);
+        context.error(`${name} failed: ${error.message}`);
+        throw error;
+      }
+    },
   });
 }
 

@@ -88,6 +88,7 @@ export async function regenerateStorageKey(
   cause: string,
 ): Promise<void> {
   account.keys[keyName] = { value: newStorageKey(), creationTime: ctx.now() };
+  ctx.issuedKeys.add(account.keys[keyName].value);
   ctx.regenerations.push({
     account: account.name,
     key: keyName,

@@ -2,6 +2,7 @@ import type { OrchestrationContext, OrchestrationHandler } from "durable-functio
 import {
   accountInstanceId,
   accountReport,
+  inProgressReport,
   buildConsumerGraph,
   isAccountInScope,
   planAccount,
@@ -150,6 +151,14 @@ export const rotateAll: OrchestrationHandler = function* (context: Orchestration
     yield* settle(context, tasks);
     batch.forEach((r, k) => {
       const task = tasks[k]!;
+      const childId = accountInstanceId(r.plan.account.id);
+      if (task.isFaulted && /already (Running|Pending)/i.test(errorMessage(task.result))) {
+        // Another rotation holds this account (I5): not ours to touch, and not a failure of it.
+        const report = inProgressReport(r.plan.account, childId);
+        reports.push(report);
+        status.accounts[report.name] = report.outcome;
+        return;
+      }
       const execution: RotateStorageAccountOutput =
         task.isCompleted && !task.isFaulted
           ? (task.result as RotateStorageAccountOutput)

@@ -17,6 +17,8 @@ export interface RotationRig {
   host: LocalHost;
   clock: ManualClock;
   dir: string;
+  /** Everything the functions and the host logged. */
+  logs: string[];
   rotate(
     scope?: RotationScope,
     options?: Partial<RotateAllInput>,
@@ -40,13 +42,14 @@ export async function startRotationRig(
   process.env.KEYTURN_KEY_VAULT_URL = Object.values(emulator.connection.vaults).join(",");
   resetActivityDeps();
   const clock = new ManualClock(new Date());
+  const logs: string[] = [];
   const stateDir = join(dir, "state");
   const makeHost = (hooks?: LocalHostHooks) => {
     const h = new LocalHost({
       stateDir,
       clock,
       hooks: hooks ?? options.hooks ?? {},
-      logger: () => undefined,
+      logger: (entry) => logs.push(`${entry.level} ${entry.functionName}: ${entry.message}`),
     });
     h.load(ENTRY);
     return h;
@@ -59,6 +62,7 @@ export async function startRotationRig(
     },
     clock,
     dir,
+    logs,
     input(scope = { subscriptions: emulator.connection.subscriptionIds }, overrides = {}) {
       return {
         scope,

@@ -1,0 +1,109 @@
+import { readdirSync, readFileSync, statSync } from "node:fs";
+import { join } from "node:path";
+import { startRotationRig, type RotationRig } from "../helpers/rotation";
+import { admin } from "../helpers/emulator";
+import { regenerationCounts } from "../helpers/estate";
+import { exitCode, scopeInstanceId, type RotationReport } from "../../shared/rotation";
+import { InstanceExistsError } from "../../local";
+
+let rig: RotationRig;
+const logs: string[] = [];
+
+beforeAll(async () => {
+  rig = await startRotationRig({ emulator: { settings: { resyncPolicy: "consumers" } } });
+});
+afterAll(async () => {
+  await rig?.stop();
+});
+
+function filesUnder(dir: string): string[] {
+  return readdirSync(dir).flatMap((name) => {
+    const path = join(dir, name);
+    return statSync(path).isDirectory() ? filesUnder(path) : [path];
+  });
+}
+
+describe("one rotation per account at a time (I5)", () => {
+  it("refuses a second rotation of the same scope while one runs", async () => {
+    const scope = { storageAccounts: ["stmlresearch"] };
+    const id = rig.start(scope, { force: true });
+    expect(() => rig.start(scope, { force: true })).toThrow(InstanceExistsError);
+    const status = await rig.host.waitForCompletion(id);
+    expect((status.output as RotationReport).accounts[0]?.outcome).toBe("rotated");
+    expect(regenerationCounts(rig.emulator).stmlresearch).toEqual({ key1: 1, key2: 1 });
+  });
+
+  it("lets exactly one of two overlapping rotations touch a shared account", async () => {
+    const byAccount = rig.start({ storageAccounts: ["stmlshared"] }, { force: true });
+    const byGroup = rig.start({ resourceGroups: ["rg-ml-prod"] }, { force: true });
+    const [a, b] = await Promise.all([
+      rig.host.waitForCompletion(byAccount),
+      rig.host.waitForCompletion(byGroup),
+    ]);
+    const outcomes = [a, b].map((s) =>
+      (s.output as RotationReport).accounts.find((x) => x.name === "stmlshared"),
+    );
+    expect(outcomes.map((o) => o?.outcome).sort()).toEqual(["rotated", "skipped"]);
+    expect(outcomes.find((o) => o?.outcome === "skipped")).toMatchObject({ skipCode: "in-progress" });
+    expect(regenerationCounts(rig.emulator).stmlshared).toEqual({ key1: 1, key2: 1 });
+  });
+});
+
+describe("a consumer that cannot be moved", () => {
+  it("stalls the account while its old key still works, and says why", async () => {
+    await admin(rig.emulator, "POST", "/faults", {
+      operation: "datastores.createOrUpdate",
+      path: "/datastores/raw_lake$",
+      action: {
+        type: "status",
+        status: 400,
+        code: "UserError",
+        message: "Datastore validation failed (injected).",
+      },
+      count: 100,
+    });
+    const before = regenerationCounts(rig.emulator).stmllake ?? { key1: 0, key2: 0 };
+    const { report } = await rig.rotate({ storageAccounts: ["stmllake"] }, { force: true });
+    await admin(rig.emulator, "DELETE", "/faults");
+    const lake = report.accounts[0]!;
+    expect(lake.outcome).toBe("stalled");
+    expect(lake.reason).toMatch(/raw_lake/);
+    expect(lake.reason).toMatch(/still valid/);
+    expect(exitCode(report)).not.toBe(0);
+    // Only the standby was regenerated; the active key every consumer still uses is untouched.
+    expect(regenerationCounts(rig.emulator).stmllake).toEqual({ key1: before.key1, key2: before.key2 + 1 });
+    const state = (await admin(rig.emulator, "GET", "/state")).body as {
+      consumers: { storageAccountName: string; heldKeyName: string | null }[];
+    };
+    expect(
+      state.consumers.filter((c) => c.storageAccountName === "stmllake" && c.heldKeyName === null),
+    ).toEqual([]);
+  });
+});
+
+describe("secret hygiene (I3)", () => {
+  it("no key value the emulator ever issued appears in history, status, output, logs or errors", async () => {
+    const keys = [...rig.emulator.ctx.issuedKeys];
+    expect(keys.length).toBeGreaterThan(8);
+    const haystacks: [string, string][] = [];
+    for (const file of filesUnder(join(rig.dir, "state"))) haystacks.push([file, readFileSync(file, "utf8")]);
+    for (const instance of rig.host.durable.list())
+      haystacks.push([instance.instanceId, JSON.stringify(instance)]);
+    expect(rig.logs.length).toBeGreaterThan(0);
+    haystacks.push(["logs", rig.logs.join("\n")]);
+    expect(haystacks.length).toBeGreaterThan(5);
+    for (const [where, text] of haystacks) {
+      for (const key of keys) {
+        if (text.includes(key)) throw new Error(`a storage key leaked into ${where}`);
+      }
+    }
+  });
+});
+
+describe("scope ids", () => {
+  it("are the same for the same scope however it is written", () => {
+    expect(scopeInstanceId({ storageAccounts: ["StMlShared"] })).toBe(
+      scopeInstanceId({ storageAccounts: ["stmlshared", "stmlshared"] }),
+    );
+  });
+});
