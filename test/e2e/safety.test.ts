@@ -7,7 +7,6 @@ import { exitCode, scopeInstanceId, type RotationReport } from "../../shared/rot
 import { InstanceExistsError } from "../../local";
 
 let rig: RotationRig;
-const logs: string[] = [];
 
 beforeAll(async () => {
   rig = await startRotationRig({ emulator: { settings: { resyncPolicy: "consumers" } } });
