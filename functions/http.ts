@@ -44,7 +44,9 @@ export async function startRotation(
     body = JSON.parse(await request.text());
   } catch {
     return problem(400, "the request body must be JSON", {
-      reasons: ['body: send {"scope": {"storageAccounts": ["name"]}, "dryRun": false, "graceMinutes": 60}'],
+      reasons: [
+        'body: is not valid JSON; send e.g. {"scope": {"storageAccounts": ["name"]}, "dryRun": false, "graceMinutes": 60}',
+      ],
     });
   }
   const validation = validateRotationRequest(body, { graceSeconds: settings.graceSeconds });

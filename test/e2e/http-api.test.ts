@@ -1,0 +1,109 @@
+import { startRotationRig, type RotationRig } from "../helpers/rotation";
+import { regenerationCounts } from "../helpers/estate";
+import type { RotationReport } from "../../shared/rotation";
+
+let rig: RotationRig;
+let origin: string;
+
+beforeAll(async () => {
+  rig = await startRotationRig({ emulator: { settings: { resyncPolicy: "consumers" } } });
+  origin = await rig.host.start({ timers: false });
+});
+afterAll(async () => {
+  await rig?.stop();
+});
+
+async function call(
+  method: string,
+  path: string,
+  body?: unknown,
+  key: string | null = rig.host.keys.function,
+) {
+  const res = await fetch(`${origin}${path}`, {
+    method,
+    headers: { "content-type": "application/json", ...(key ? { "x-functions-key": key } : {}) },
+    body: body === undefined ? undefined : typeof body === "string" ? body : JSON.stringify(body),
+  });
+  const text = await res.text();
+  return {
+    status: res.status,
+    body: (text ? JSON.parse(text) : undefined) as Record<string, unknown> | undefined,
+  };
+}
+
+const nothingWritten = () => {
+  expect(rig.emulator.ctx.regenerations).toEqual([]);
+  expect(rig.host.durable.list()).toEqual([]);
+};
+
+describe("POST /api/rotations rejects bad input before anything is written (I6)", () => {
+  it.each([
+    ["malformed JSON", "{scope:", /JSON/],
+    ["an empty scope", { scope: {} }, /scope/],
+    [
+      "an invalid storage account name",
+      { scope: { storageAccounts: ["Not An Account!"] } },
+      /storageAccounts\[0\]/,
+    ],
+    ["a negative grace", { scope: { storageAccounts: ["stmlshared"] }, graceMinutes: -5 }, /graceMinutes/],
+    ["an unknown field", { scope: { storageAccounts: ["stmlshared"] }, dryrun: true }, /dryrun/],
+  ])("answers %s with 400 and the reasons", async (_what, body, reason) => {
+    const res = await call("POST", "/api/rotations", body);
+    expect(res.status).toBe(400);
+    expect(JSON.stringify(res.body?.reasons ?? res.body)).toMatch(reason);
+    nothingWritten();
+  });
+
+  it("answers a call without the function key with 401", async () => {
+    const res = await call("POST", "/api/rotations", { scope: { storageAccounts: ["stmlshared"] } }, null);
+    expect(res.status).toBe(401);
+    nothingWritten();
+  });
+
+  it("answers bad settings with a message naming the setting, and starts nothing", async () => {
+    process.env.KEYTURN_PARALLELISM = "0";
+    try {
+      const res = await call("POST", "/api/rotations", { scope: { storageAccounts: ["stmlshared"] } });
+      expect(res.status).toBe(500);
+      expect(JSON.stringify(res.body)).toMatch(/KEYTURN_PARALLELISM|parallelism/i);
+    } finally {
+      delete process.env.KEYTURN_PARALLELISM;
+    }
+    nothingWritten();
+  });
+});
+
+describe("the rotation API", () => {
+  it("plans without writing anything", async () => {
+    const res = await call("GET", "/api/plan?storageAccounts=stmlshared");
+    expect(res.status).toBe(200);
+    const report = res.body as unknown as RotationReport;
+    expect(report.dryRun).toBe(true);
+    expect(report.accounts.map((a) => [a.name, a.outcome])).toEqual([["stmlshared", "planned"]]);
+    expect(rig.emulator.ctx.regenerations).toEqual([]);
+  });
+
+  it("starts a rotation (202), refuses a second for the same scope (409), and reports its status", async () => {
+    const body = { scope: { storageAccounts: ["stmlshared"] }, graceMinutes: 1 };
+    const first = await call("POST", "/api/rotations", body);
+    expect(first.status).toBe(202);
+    const instanceId = String(first.body?.instanceId);
+    const second = await call("POST", "/api/rotations", body);
+    expect(second.status).toBe(409);
+    expect(second.body?.instanceId).toBe(instanceId);
+
+    const done = await rig.host.waitForCompletion(instanceId, { timeoutMs: 60_000 });
+    expect(done.runtimeStatus).toBe("Completed");
+    const status = await call("GET", `/api/rotations/${instanceId}`);
+    expect(status.status).toBe(200);
+    expect(status.body?.runtimeStatus).toBe("Completed");
+    const report = status.body?.output as RotationReport;
+    expect(report.accounts[0]).toMatchObject({ name: "stmlshared", outcome: "rotated", graceSeconds: 60 });
+    expect(regenerationCounts(rig.emulator).stmlshared).toEqual({ key1: 1, key2: 1 });
+  });
+
+  it("answers an unknown rotation id with 404", async () => {
+    const res = await call("GET", "/api/rotations/keyturn-scope-nope");
+    expect(res.status).toBe(404);
+  });
+});
