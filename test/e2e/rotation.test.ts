@@ -82,6 +82,23 @@ describe("rotating the demo estate", () => {
     delete rig.emulator.ctx.estate.storageAccounts.values().next().value?.tags["keyturn:skip"];
   });
 
+  it("replays every recorded history to the same actions (the orchestrators are deterministic)", async () => {
+    const instances = rig.host.durable.list();
+    expect(instances.some((i) => i.name === "rotateStorageAccount")).toBe(true);
+    for (const instance of instances) {
+      const replayed = await rig.host.durable.replay(instance.instanceId);
+      expect({
+        id: instance.instanceId,
+        deterministic: replayed.deterministic,
+        mismatch: replayed.mismatch,
+      }).toEqual({
+        id: instance.instanceId,
+        deterministic: true,
+        mismatch: undefined,
+      });
+    }
+  });
+
   it("keeps consumers working on the data plane throughout (simulated jobs see no 403)", async () => {
     await admin(rig.emulator, "POST", "/consumers/tick");
     const body = (await admin(rig.emulator, "GET", "/outages")).body as {
