@@ -7,6 +7,7 @@ import { rotateStorageAccount } from "./orchestrators/rotateStorageAccount";
 import { ACTIVITY, ORCHESTRATOR } from "../shared/activities/contracts";
 import * as activities from "../shared/activities";
 import { activityDeps } from "./deps";
+import { recordRotation } from "../shared/activities/record";
 import { DEFAULT_SCHEDULE, SETTING } from "../shared/config";
 import { scrubError } from "../shared/errors";
 
@@ -44,6 +45,7 @@ activity(ACTIVITY.snapshotAccount, activities.snapshotAccount);
 activity(ACTIVITY.regenerateKey, activities.regenerateKey);
 activity(ACTIVITY.moveConsumer, activities.moveConsumer);
 activity(ACTIVITY.verifyConsumers, activities.verifyConsumers);
+activity(ACTIVITY.recordRotation, recordRotation);
 
 df.app.client.http("startRotation", {
   route: "rotations",

@@ -1,4 +1,5 @@
-import type { OrchestrationContext, OrchestrationHandler } from "durable-functions";
+import type { OrchestrationContext, OrchestrationHandler, Task } from "durable-functions";
+import type { RecordRotationInput } from "../../shared/activities/record";
 import {
   accountInstanceId,
   accountReport,
@@ -47,6 +48,8 @@ export const rotateAll: OrchestrationHandler = function* (context: Orchestration
   const status: RotationProgress = { rotationId, phase: "discovering", accounts: {} };
   context.df.setCustomStatus(structuredClone(status));
   let armCalls = 0;
+  const record = { rotationId, instanceId: context.df.instanceId, trigger: input.trigger };
+  yield* recordSafely(context, { ...record, phase: "started", dryRun: input.dryRun, scope: input.scope });
 
   const subs = (yield context.df.callActivityWithRetry(ACTIVITY.listSubscriptions, ACTIVITY_RETRY, {
     scope: input.scope,
@@ -183,6 +186,7 @@ export const rotateAll: OrchestrationHandler = function* (context: Orchestration
     accounts: reports.sort((a, b) => a.name.localeCompare(b.name)),
     unattached: unattachedReports(graph.unattached),
   };
+  yield* recordSafely(context, { ...record, phase: "completed", report });
   status.phase = "done";
   context.df.setCustomStatus({
     rotationId,
@@ -195,4 +199,16 @@ export const rotateAll: OrchestrationHandler = function* (context: Orchestration
 
 function sum(outputs: { armCalls: number }[]): number {
   return outputs.reduce((n, o) => n + o.armCalls, 0);
+}
+
+/** Telemetry must never fail a rotation: one try, and a failure is only logged by the activity. */
+function* recordSafely(
+  context: OrchestrationContext,
+  input: RecordRotationInput,
+): Generator<Task, void, unknown> {
+  try {
+    yield context.df.callActivity(ACTIVITY.recordRotation, input);
+  } catch {
+    // recorded in the activity's own log
+  }
 }

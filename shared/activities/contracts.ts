@@ -25,6 +25,7 @@ export const ACTIVITY = {
   regenerateKey: "regenerateKey",
   moveConsumer: "moveConsumer",
   verifyConsumers: "verifyConsumers",
+  recordRotation: "recordRotation",
 } as const;
 
 export const ORCHESTRATOR = {

@@ -85,7 +85,7 @@ describe("secret hygiene (I3)", () => {
     const keys = [...rig.emulator.ctx.issuedKeys];
     expect(keys.length).toBeGreaterThan(8);
     const haystacks: [string, string][] = [];
-    for (const file of filesUnder(join(rig.dir, "state"))) haystacks.push([file, readFileSync(file, "utf8")]);
+    for (const file of filesUnder(rig.dir)) haystacks.push([file, readFileSync(file, "utf8")]);
     for (const instance of rig.host.durable.list())
       haystacks.push([instance.instanceId, JSON.stringify(instance)]);
     expect(rig.logs.length).toBeGreaterThan(0);
@@ -96,6 +96,49 @@ describe("secret hygiene (I3)", () => {
         if (text.includes(key)) throw new Error(`a storage key leaked into ${where}`);
       }
     }
+  });
+});
+
+describe("telemetry of these rotations", () => {
+  interface Item {
+    kind: string;
+    name: string;
+    properties: Record<string, unknown>;
+  }
+  const items = (): Item[] =>
+    readFileSync(join(rig.dir, "telemetry.jsonl"), "utf8")
+      .trim()
+      .split("\n")
+      .map((line) => JSON.parse(line) as Item);
+
+  it("records every event of the catalogue, correlated to the durable instance", () => {
+    const all = items();
+    const names = new Set(all.map((i) => i.name));
+    for (const name of [
+      "RotationStarted",
+      "AccountRotated",
+      "AccountSkipped",
+      "AccountStalled",
+      "RotationCompleted",
+      "KeyAgeDays",
+      "ArmCalls",
+    ]) {
+      expect(names).toContain(name);
+    }
+    const stalled = all.find((i) => i.name === "AccountStalled")!;
+    expect(stalled.properties).toMatchObject({
+      storageAccount: "stmllake",
+      consumer: "mlw-research/raw_lake",
+    });
+    expect(String(stalled.properties.error)).toMatch(/raw_lake/);
+    expect(all.find((i) => i.name === "AccountSkipped")?.properties).toMatchObject({
+      skipCode: "in-progress",
+    });
+    expect(
+      all.every(
+        (i) => typeof i.properties.instanceId === "string" && typeof i.properties.operationId === "string",
+      ),
+    ).toBe(true);
   });
 });
 

@@ -40,6 +40,7 @@ export async function startRotationRig(
   writeFileSync(connectionFile, JSON.stringify(emulator.connection));
   process.env.KEYTURN_CONNECTION_FILE = connectionFile;
   process.env.KEYTURN_KEY_VAULT_URL = Object.values(emulator.connection.vaults).join(",");
+  process.env.KEYTURN_TELEMETRY_FILE = join(dir, "telemetry.jsonl");
   resetActivityDeps();
   const clock = new ManualClock(new Date());
   const logs: string[] = [];
@@ -94,6 +95,7 @@ export async function startRotationRig(
       await emulator.stop();
       delete process.env.KEYTURN_CONNECTION_FILE;
       delete process.env.KEYTURN_KEY_VAULT_URL;
+      delete process.env.KEYTURN_TELEMETRY_FILE;
       resetActivityDeps();
       rmSync(dir, { recursive: true, force: true });
     },

@@ -1,0 +1,90 @@
+import { telemetryFromEnv, emitAccountOutcome, emitKeyAge, emitRotationCompleted } from "../telemetry";
+import type { AccountReport, RotationReport, RotationScope, StorageAccountSnapshot } from "../rotation";
+import type { ActivityDeps } from "./index";
+import type { Metered } from "./contracts";
+
+export type RecordRotationInput =
+  | {
+      phase: "started";
+      rotationId: string;
+      instanceId: string;
+      trigger: "timer" | "http" | "cli";
+      dryRun: boolean;
+      scope: RotationScope;
+    }
+  | {
+      phase: "completed";
+      rotationId: string;
+      instanceId: string;
+      trigger: "timer" | "http" | "cli";
+      report: RotationReport;
+    };
+
+/**
+ * Telemetry is sent from an activity, never from orchestrator code: an orchestrator replays and would
+ * send every item again. One place, so redaction (shared/telemetry) sees everything.
+ */
+export async function recordRotation(deps: ActivityDeps, input: RecordRotationInput): Promise<Metered> {
+  const telemetry = telemetryFromEnv({ instanceId: input.instanceId, rotationId: input.rotationId });
+  const before = deps.azure.armCalls.count;
+  if (input.phase === "started") {
+    telemetry.event("RotationStarted", {
+      trigger: input.trigger,
+      dryRun: input.dryRun,
+      scope: JSON.stringify(input.scope),
+    });
+  } else {
+    const now = new Date(input.report.finishedAt ?? Date.now());
+    for (const account of input.report.accounts) {
+      emitAccountOutcome(telemetry, account, { ...stalledConsumer(account) });
+      if (!input.report.dryRun && account.outcome !== "planned")
+        await emitAccountKeyAge(deps, telemetry, account, now);
+    }
+    emitRotationCompleted(telemetry, input.report, input.trigger);
+  }
+  await telemetry.flush();
+  return { armCalls: deps.azure.armCalls.count - before };
+}
+
+function stalledConsumer(account: AccountReport) {
+  if (account.outcome !== "stalled") return {};
+  const consumer = account.consumers.find(
+    (c) => c.action === "skipped" && c.reason !== undefined && !/SAS|identity/i.test(c.reason),
+  );
+  return consumer ? { stalledConsumer: { id: consumer.id, name: consumer.name, kind: consumer.kind } } : {};
+}
+
+/** Key age after the run, from the account's recorded key creation times (no key is read). */
+async function emitAccountKeyAge(
+  deps: ActivityDeps,
+  telemetry: ReturnType<typeof telemetryFromEnv>,
+  account: AccountReport,
+  now: Date,
+) {
+  try {
+    const info = await deps.azure.storage.getAccount(account.id);
+    const snapshot: StorageAccountSnapshot = {
+      id: info.id,
+      name: info.name,
+      subscriptionId: info.subscriptionId,
+      resourceGroup: info.resourceGroup,
+      tags: info.tags,
+      keys: {
+        key1: {
+          fingerprint: "",
+          ...(info.keyCreationTime.key1 ? { creationTime: info.keyCreationTime.key1 } : {}),
+        },
+        key2: {
+          fingerprint: "",
+          ...(info.keyCreationTime.key2 ? { creationTime: info.keyCreationTime.key2 } : {}),
+        },
+      },
+      ...(info.keyExpirationPeriodInDays !== undefined
+        ? { keyExpirationPeriodInDays: info.keyExpirationPeriodInDays }
+        : {}),
+    };
+    emitKeyAge(telemetry, snapshot, now);
+  } catch (e) {
+    telemetry.trace(`KeyAgeDays not recorded for ${account.name}: ${(e as Error).message}`, "warning");
+  }
+}
