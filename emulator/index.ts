@@ -8,7 +8,7 @@ import { randomUUID } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import { generate } from "selfsigned";
 import { AzureError, Router, errorResponse, readRequest, send, type Request, type Response } from "./http";
-import { ARM_AUDIENCES, Identity, type Principal } from "./identity";
+import { ARM_AUDIENCES, Identity, VAULT_AUDIENCE, type Principal } from "./identity";
 import { Rbac, loadRoleDefinition, type RoleDefinition } from "./rbac";
 import { SubscriptionThrottle } from "./throttle";
 import { Faults, type FaultAction } from "./faults";
@@ -113,6 +113,8 @@ export interface Emulator {
   faults: Faults;
   throttle: SubscriptionThrottle;
   requestLog: RequestLogEntry[];
+  /** Every Key Vault data-plane call, with the data action it needed. */
+  vaultLog: RequestLogEntry[];
   /** Adds a principal with the given role at the given scope (default: every subscription). */
   addPrincipal(displayName: string, role: RoleDefinition, scope?: string): Principal;
   stop(): Promise<void>;
@@ -125,6 +127,8 @@ export interface RequestLogEntry {
   operation: string;
   status: number;
   clientId?: string;
+  /** The RBAC action the call needed: ARM actions here, Key Vault data actions in vaultLog. */
+  action?: string;
 }
 
 export const DEFAULT_SETTINGS: EmulatorSettings = {
@@ -167,6 +171,7 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
   const faults = new Faults();
   const throttle = new SubscriptionThrottle();
   const requestLog: RequestLogEntry[] = [];
+  const vaultLog: RequestLogEntry[] = [];
 
   const ctx: EmulatorContext = {
     estate,
@@ -191,6 +196,10 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
   const arm = new Router();
   for (const route of armRoutes) arm.add(route.method, route.pattern, () => ({ status: 500 }));
   const byPattern = new Map(armRoutes.map((r) => [`${r.method} ${r.pattern}`, r]));
+  const actionOf = (req: Request): string | undefined => {
+    const matched = arm.match(req.method, req.segments);
+    return typeof matched === "object" ? byPattern.get(`${matched.route.method} ${matched.route.pattern}`)?.action : undefined;
+  };
 
   const emulator: Emulator = {
     connection: undefined as unknown as ConnectionInfo,
@@ -201,6 +210,7 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
     faults,
     throttle,
     requestLog,
+    vaultLog,
     addPrincipal(displayName, roleDefinition, scope) {
       const principal = identity.addPrincipal(displayName);
       if (!rbac.roles.has(roleDefinition.Name.toLowerCase())) rbac.addRole(roleDefinition);
@@ -327,6 +337,7 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
           operation,
           status,
           clientId: res.getHeader("x-keyturn-client") as string | undefined,
+          action: actionOf(req),
         });
       }
     }
@@ -345,7 +356,7 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
 
   const vaultServers: Server[] = [];
   for (const vault of estate.vaults.values())
-    vaultServers.push(await startVault(ctx, vault, tls, () => origin, track));
+    vaultServers.push(await startVault(ctx, vault, tls, () => origin, track, vaultLog));
 
   if (options.consumerJobsIntervalMs !== undefined) jobs.start(options.consumerJobsIntervalMs);
 
@@ -499,19 +510,60 @@ async function applyFault(
   }
 }
 
+/** The Key Vault data action a secrets call needs (for the role-file cross-check). */
+export function vaultActionOf(method: string, segments: string[]): string | undefined {
+  if (segments[0]?.toLowerCase() !== "secrets") return undefined;
+  const base = "Microsoft.KeyVault/vaults/secrets";
+  if (method === "PUT") return `${base}/setSecret/action`;
+  if (method === "PATCH") return `${base}/update/action`;
+  if (method === "DELETE") return `${base}/delete`;
+  if (method === "GET") {
+    return segments.length === 1 || segments[2]?.toLowerCase() === "versions"
+      ? `${base}/readMetadata/action`
+      : `${base}/getSecret/action`;
+  }
+  return undefined;
+}
+
+function logVaultCall(ctx: EmulatorContext, vault: KeyVault, req: Request, status: number, log: RequestLogEntry[]): void {
+  let clientId: string | undefined;
+  try {
+    clientId = ctx.identity.authenticate(req.headers.authorization, [VAULT_AUDIENCE]).principal.clientId;
+  } catch {
+    clientId = undefined;
+  }
+  if (log.length >= MAX_REQUEST_LOG) log.shift();
+  log.push({
+    at: ctx.now().toISOString(),
+    method: req.method,
+    path: `${vault.name}${req.url.pathname}`,
+    operation: "vault",
+    status,
+    clientId,
+    action: vaultActionOf(req.method, req.segments),
+  });
+}
+
 async function startVault(
   ctx: EmulatorContext,
   vault: KeyVault,
   tls: { key: string; cert: string },
   origin: () => string,
   track: (s: Server) => Server,
+  vaultLog: RequestLogEntry[],
 ): Promise<Server> {
   const handler = vaultHandler(ctx, vault, origin);
   const server = track(
     createServer({ key: tls.key, cert: tls.cert }, (incoming, res) => {
       const requestId = randomUUID();
       readRequest(incoming)
-        .then(handler)
+        .then(async (req) => {
+          const response = await handler(req).catch((e: unknown) =>
+            errorResponse(e instanceof AzureError ? e : internalError(e)),
+          );
+          logVaultCall(ctx, vault, req, response.status, vaultLog);
+          return response;
+        })
         .then(
           (response) => send(res, response, requestId),
           (e: unknown) => send(res, errorResponse(e instanceof AzureError ? e : internalError(e)), requestId),

@@ -26,6 +26,8 @@ export interface RotationRig {
   /** Starts rotateAll without waiting; resolves to its instance id. */
   start(scope?: RotationScope, options?: Partial<RotateAllInput>): string;
   input(scope?: RotationScope, options?: Partial<RotateAllInput>): RotateAllInput;
+  /** From now on keyturn signs in as this principal (e.g. one lacking an action). */
+  usePrincipal(principal: { clientId: string; clientSecret: string }): void;
   /** A new host over the same state directory, as after a crash. */
   restart(hooks?: LocalHostHooks): LocalHost;
   stop(): Promise<void>;
@@ -85,6 +87,10 @@ export async function startRotationRig(
       const id = rig.start(scope, overrides);
       const status = await host.waitForCompletion(id, { timeoutMs: 120_000 });
       return { status, report: status.output as RotationReport };
+    },
+    usePrincipal(principal) {
+      writeFileSync(connectionFile, JSON.stringify({ ...emulator.connection, ...principal }));
+      resetActivityDeps();
     },
     restart(hooks) {
       host = makeHost(hooks);
