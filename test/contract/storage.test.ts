@@ -112,18 +112,25 @@ describe("Microsoft.Storage through @azure/arm-storage", () => {
 });
 
 describe("Microsoft.Batch through @azure/arm-batch", () => {
+  // keyturn's own role has no Batch key actions (it never rotates Batch's keys): a Batch operator does.
+  const operator = () => principalWith(emulator, ["Microsoft.Batch/batchAccounts/*"]);
+
   it("reads the account with its auto-storage and lists its keys", async () => {
     const batch = await clients.batch.batchAccountOperations.get(RG, "batchmltrain");
     expect(batch.autoStorage?.storageAccountId).toMatch(/stmlbatch$/);
     expect(batch.autoStorage?.authenticationMode).toBe("StorageKeys");
-    const keys = await clients.batch.batchAccountOperations.getKeys(RG, "batchmltrain");
+    await expect(clients.batch.batchAccountOperations.getKeys(RG, "batchmltrain")).rejects.toMatchObject({
+      statusCode: 403,
+    });
+    const keys = await operator().batch.batchAccountOperations.getKeys(RG, "batchmltrain");
     expect(keys.accountName).toBe("batchmltrain");
     expect(keys.primary).not.toBe(keys.secondary);
   });
 
   it("regenerates one Batch key", async () => {
-    const before = await clients.batch.batchAccountOperations.getKeys(RG, "batchmltrain");
-    const after = await clients.batch.batchAccountOperations.regenerateKey(RG, "batchmltrain", {
+    const batch = operator().batch;
+    const before = await batch.batchAccountOperations.getKeys(RG, "batchmltrain");
+    const after = await batch.batchAccountOperations.regenerateKey(RG, "batchmltrain", {
       keyName: "Secondary",
     });
     expect(after.primary).toBe(before.primary);
