@@ -1,6 +1,7 @@
 import { loadConfig } from "../shared/config";
 import { createAzure, loadCloudProfile } from "../shared/azure";
 import type { ActivityDeps } from "../shared/activities";
+import { FileAuditStore, TableAuditStore } from "../shared/audit";
 
 let cached: ActivityDeps | undefined;
 
@@ -14,7 +15,11 @@ export function activityDeps(): ActivityDeps {
     const profile = loadCloudProfile(config.connectionFile ? { connectionFile: config.connectionFile } : {});
     // The emulator finishes a resync in one poll; Azure takes seconds to minutes.
     const azure = createAzure(profile, profile.name === "emulator" ? { lroPollIntervalMs: 100 } : {});
-    cached = { azure, config };
+    const audit =
+      "tableUrl" in config.audit
+        ? TableAuditStore.fromUrl(config.audit.tableUrl, profile.credential)
+        : new FileAuditStore(config.audit.file);
+    cached = { azure, config, audit };
   }
   return cached;
 }

@@ -3,6 +3,8 @@ import type { DurableClient } from "durable-functions";
 import { ConfigError, loadConfig, type KeyturnConfig } from "../shared/config";
 import { scopeInstanceId, validateRotationRequest, type RotationScope } from "../shared/rotation";
 import { ORCHESTRATOR, type RotateAllInput } from "../shared/activities/contracts";
+import { activityDeps } from "./deps";
+import { scrubError } from "../shared/errors";
 
 const ACTIVE = new Set(["Running", "Pending", "ContinuedAsNew"]);
 
@@ -171,4 +173,27 @@ export async function monthlyRotation(
   };
   await client.startNew(ORCHESTRATOR.rotateAll, { instanceId, input });
   context.log(`keyturn: scheduled rotation ${instanceId} started`);
+}
+
+/** GET /api/rotations?storageAccount=name&limit=50: the audit trail, newest first. */
+export async function listRotations(
+  request: HttpRequest,
+  context: InvocationContext,
+): Promise<HttpResponseInit> {
+  const limitText = request.query.get("limit") ?? "50";
+  const limit = Number(limitText);
+  if (!Number.isInteger(limit) || limit < 1 || limit > 1000) {
+    return problem(400, "invalid query", {
+      reasons: [`limit: "${limitText}" must be a whole number from 1 to 1000`],
+    });
+  }
+  const storageAccount = request.query.get("storageAccount") ?? undefined;
+  try {
+    const records = await activityDeps().audit.list({ limit, ...(storageAccount ? { storageAccount } : {}) });
+    return { status: 200, jsonBody: { rotations: records } };
+  } catch (e) {
+    const error = scrubError(e);
+    context.error(`listRotations failed: ${error.message}`);
+    return problem(502, "the audit trail could not be read", { reason: error.message });
+  }
 }

@@ -1,7 +1,7 @@
 import { app, type InvocationContext } from "@azure/functions";
 import * as df from "durable-functions";
 import { health } from "./health";
-import { getPlan, getRotation, monthlyRotation, startRotation } from "./http";
+import { getPlan, getRotation, listRotations, monthlyRotation, startRotation } from "./http";
 import { rotateAll } from "./orchestrators/rotateAll";
 import { rotateStorageAccount } from "./orchestrators/rotateStorageAccount";
 import { ACTIVITY, ORCHESTRATOR } from "../shared/activities/contracts";
@@ -52,6 +52,12 @@ df.app.client.http("startRotation", {
   methods: ["POST"],
   authLevel: "function",
   handler: startRotation,
+});
+app.http("listRotations", {
+  route: "rotations",
+  methods: ["GET"],
+  authLevel: "function",
+  handler: listRotations,
 });
 df.app.client.http("getRotation", {
   route: "rotations/{id}",

@@ -135,6 +135,7 @@ var literalSettings = toObject(filter(settingsFile.settings, s => s.set == 'lite
 var deploymentSettings = {
   KEYTURN_SUBSCRIPTIONS: join(rotatedSubscriptionIds, ',')
   KEYTURN_KEY_VAULT_URL: vault.outputs.uri
+  KEYTURN_AUDIT_TABLE_URL: '${storage.outputs.tableEndpoint}keyturnaudit'
   AZURE_CLIENT_ID: identity.outputs.clientId
   APPLICATIONINSIGHTS_CONNECTION_STRING: monitoring.outputs.connectionString
   APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'Authorization=AAD;ClientId=${identity.outputs.clientId}'

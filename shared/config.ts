@@ -24,6 +24,8 @@ export interface KeyturnConfig {
   keyVaultUrls: string[];
   /** The emulator's connection file, when keyturn runs against it instead of Azure. */
   connectionFile?: string;
+  /** Where the audit trail goes: an Azure Table URL, else a local JSON-lines file. */
+  audit: { tableUrl: string } | { file: string };
 }
 
 export const SETTING = {
@@ -34,7 +36,11 @@ export const SETTING = {
   subscriptions: "KEYTURN_SUBSCRIPTIONS",
   keyVaultUrls: "KEYTURN_KEY_VAULT_URL",
   connectionFile: "KEYTURN_CONNECTION_FILE",
+  auditTableUrl: "KEYTURN_AUDIT_TABLE_URL",
+  auditFile: "KEYTURN_AUDIT_FILE",
 } as const;
+
+export const DEFAULT_AUDIT_FILE = ".keyturn/audit.jsonl";
 
 export const DEFAULT_SCHEDULE = "0 0 3 1 * *";
 
@@ -109,6 +115,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): KeyturnConfig 
     }
   }
 
+  const auditTableUrl = env[SETTING.auditTableUrl]?.trim();
+  if (auditTableUrl && !/^https?:\/\/[^/]+\/.+/.test(auditTableUrl)) {
+    problems.push(
+      `${SETTING.auditTableUrl} "${auditTableUrl}" must be a table URL like https://<account>.table.core.windows.net/keyturnaudit`,
+    );
+  }
+
   if (problems.length > 0) throw new ConfigError(problems);
   const connectionFile = env[SETTING.connectionFile]?.trim() || undefined;
   return {
@@ -119,5 +132,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): KeyturnConfig 
     subscriptions,
     keyVaultUrls,
     ...(connectionFile ? { connectionFile } : {}),
+    audit: auditTableUrl
+      ? { tableUrl: auditTableUrl }
+      : { file: env[SETTING.auditFile]?.trim() || DEFAULT_AUDIT_FILE },
   };
 }

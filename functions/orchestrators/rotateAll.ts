@@ -186,7 +186,7 @@ export const rotateAll: OrchestrationHandler = function* (context: Orchestration
     accounts: reports.sort((a, b) => a.name.localeCompare(b.name)),
     unattached: unattachedReports(graph.unattached),
   };
-  yield* recordSafely(context, { ...record, phase: "completed", report });
+  yield* recordSafely(context, { ...record, phase: "completed", startedBy: input.startedBy, report });
   status.phase = "done";
   context.df.setCustomStatus({
     rotationId,
@@ -207,7 +207,7 @@ function* recordSafely(
   input: RecordRotationInput,
 ): Generator<Task, void, unknown> {
   try {
-    yield context.df.callActivity(ACTIVITY.recordRotation, input);
+    yield context.df.callActivityWithRetry(ACTIVITY.recordRotation, ACTIVITY_RETRY, input);
   } catch {
     // recorded in the activity's own log
   }

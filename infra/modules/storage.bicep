@@ -58,3 +58,4 @@ resource assignments 'Microsoft.Authorization/roleAssignments@2022-04-01' = [
 output name string = storage.name
 output id string = storage.id
 output blobEndpoint string = storage.properties.primaryEndpoints.blob
+output tableEndpoint string = storage.properties.primaryEndpoints.table

@@ -13,6 +13,7 @@ import {
 import type { KeyturnConfig } from "../config";
 import { KeyturnError, scrubError } from "../errors";
 import type { Azure } from "../azure";
+import type { AuditStore } from "../audit";
 import type {
   DiscoverSecretsInput,
   DiscoverSecretsOutput,
@@ -40,6 +41,7 @@ import type {
 export interface ActivityDeps {
   azure: Azure;
   config: KeyturnConfig;
+  audit: AuditStore;
 }
 
 /** Thrown when a key no longer has the fingerprint the plan expects: something outside keyturn changed it. */

@@ -2,6 +2,7 @@ import { telemetryFromEnv, emitAccountOutcome, emitKeyAge, emitRotationCompleted
 import type { AccountReport, RotationReport, RotationScope, StorageAccountSnapshot } from "../rotation";
 import type { ActivityDeps } from "./index";
 import type { Metered } from "./contracts";
+import { auditRecords } from "../audit";
 
 export type RecordRotationInput =
   | {
@@ -17,6 +18,7 @@ export type RecordRotationInput =
       rotationId: string;
       instanceId: string;
       trigger: "timer" | "http" | "cli";
+      startedBy: string;
       report: RotationReport;
     };
 
@@ -41,6 +43,15 @@ export async function recordRotation(deps: ActivityDeps, input: RecordRotationIn
         await emitAccountKeyAge(deps, telemetry, account, now);
     }
     emitRotationCompleted(telemetry, input.report, input.trigger);
+    if (!input.report.dryRun) {
+      await deps.audit.append(
+        auditRecords(input.report, {
+          instanceId: input.instanceId,
+          trigger: input.trigger,
+          startedBy: input.startedBy,
+        }),
+      );
+    }
   }
   await telemetry.flush();
   return { armCalls: deps.azure.armCalls.count - before };

@@ -102,6 +102,25 @@ describe("the rotation API", () => {
     expect(regenerationCounts(rig.emulator).stmlshared).toEqual({ key1: 1, key2: 1 });
   });
 
+  it("lists the audit trail, newest first, without key material", async () => {
+    const res = await call("GET", "/api/rotations?storageAccount=stmlshared");
+    expect(res.status).toBe(200);
+    const rotations = res.body?.rotations as Record<string, unknown>[];
+    expect(rotations).toHaveLength(1);
+    expect(rotations[0]).toMatchObject({
+      storageAccount: "stmlshared",
+      outcome: "rotated",
+      keysRegenerated: "key2,key1",
+      activeKeyBefore: "key1",
+      activeKeyAfter: "key2",
+      trigger: "http",
+    });
+    expect(rotations[0]?.consumersMoved).toEqual(expect.arrayContaining(["mlw-train/workspaceblobstore"]));
+    const text = JSON.stringify(res.body);
+    for (const key of rig.emulator.ctx.issuedKeys) expect(text.includes(key)).toBe(false);
+    expect((await call("GET", "/api/rotations?limit=0")).status).toBe(400);
+  });
+
   it("answers an unknown rotation id with 404", async () => {
     const res = await call("GET", "/api/rotations/keyturn-scope-nope");
     expect(res.status).toBe(404);

@@ -43,6 +43,7 @@ export async function startRotationRig(
   process.env.KEYTURN_CONNECTION_FILE = connectionFile;
   process.env.KEYTURN_KEY_VAULT_URL = Object.values(emulator.connection.vaults).join(",");
   process.env.KEYTURN_TELEMETRY_FILE = join(dir, "telemetry.jsonl");
+  process.env.KEYTURN_AUDIT_FILE = join(dir, "audit.jsonl");
   resetActivityDeps();
   const clock = new ManualClock(new Date());
   const logs: string[] = [];
@@ -102,6 +103,7 @@ export async function startRotationRig(
       delete process.env.KEYTURN_CONNECTION_FILE;
       delete process.env.KEYTURN_KEY_VAULT_URL;
       delete process.env.KEYTURN_TELEMETRY_FILE;
+      delete process.env.KEYTURN_AUDIT_FILE;
       resetActivityDeps();
       rmSync(dir, { recursive: true, force: true });
     },
