@@ -1,6 +1,7 @@
 import { app, type InvocationContext } from "@azure/functions";
 import * as df from "durable-functions";
 import { health } from "./health";
+import { heartbeat } from "./heartbeat";
 import { getPlan, getRotation, listRotations, monthlyRotation, startRotation } from "./http";
 import { rotateAll } from "./orchestrators/rotateAll";
 import { rotateStorageAccount } from "./orchestrators/rotateStorageAccount";
@@ -72,3 +73,6 @@ df.app.client.timer("monthlyRotation", {
   schedule: process.env[SETTING.schedule]?.trim() || DEFAULT_SCHEDULE,
   handler: monthlyRotation,
 });
+
+// Daily, so the "no successful rotation" and key-policy alerts always have a fresh signal.
+app.timer("heartbeat", { schedule: "0 0 6 * * *", handler: heartbeat });

@@ -1,3 +1,5 @@
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import { startRotationRig, type RotationRig } from "../helpers/rotation";
 import { regenerationCounts } from "../helpers/estate";
 import type { RotationReport } from "../../shared/rotation";
@@ -119,6 +121,18 @@ describe("the rotation API", () => {
     const text = JSON.stringify(res.body);
     for (const key of rig.emulator.ctx.issuedKeys) expect(text.includes(key)).toBe(false);
     expect((await call("GET", "/api/rotations?limit=0")).status).toBe(400);
+  });
+
+  it("sends the daily heartbeat: days since the last successful rotation, and every account's key age", async () => {
+    await rig.host.fireTimer("heartbeat");
+    const items = readFileSync(join(rig.dir, "telemetry.jsonl"), "utf8")
+      .trim()
+      .split("\n")
+      .map((line) => JSON.parse(line) as { name: string; properties: Record<string, unknown> });
+    const beat = items.filter((i) => i.name === "Heartbeat").at(-1);
+    expect(beat?.properties.lastSuccessAt).toMatch(/^\d{4}-\d{2}-\d{2}T/);
+    const ages = items.filter((i) => i.name === "KeyAgeDays").map((i) => i.properties.storageAccount);
+    expect(new Set(ages)).toEqual(new Set(["stmlbatch", "stmllake", "stmlresearch", "stmlshared"]));
   });
 
   it("answers an unknown rotation id with 404", async () => {
