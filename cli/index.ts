@@ -1,45 +1,27 @@
-import { writeFileSync, renameSync } from "node:fs";
-import { resolve } from "node:path";
-import { Command, CommanderError, InvalidArgumentError } from "commander";
-import { startEmulator, type Emulator } from "../emulator";
-import { parseEstateName } from "../emulator/estates";
-import { describeEmulator } from "../emulator/describe";
+import { Command, CommanderError } from "commander";
+import { demo } from "./demo";
+import { estateOption, portOption, runEmulator, type EmulatorCommandOptions } from "./emulator";
+import { describeFailure } from "./errors";
+import { redactingIo } from "./io";
+import { collect } from "./request";
+import {
+  DEFAULT_STATE_DIR,
+  plan,
+  resume,
+  rotate,
+  type PlanOptions,
+  type ResumeOptions,
+  type RotateOptions,
+} from "./rotation";
+import { DEFAULT_PORT, serve, type ServeOptions } from "./serve";
+import { status, type StatusOptions } from "./status";
 
-/** Writes atomically, so a reader polling for the file never sees half of it. */
-function writeConnectionFile(path: string, emulator: Emulator): void {
-  const target = resolve(path);
-  writeFileSync(`${target}.tmp`, JSON.stringify(emulator.connection, null, 2) + "\n", { mode: 0o600 });
-  renameSync(`${target}.tmp`, target);
-}
-
-function estateOption(value: string): string {
-  try {
-    parseEstateName(value);
-    return value;
-  } catch (e) {
-    throw new InvalidArgumentError((e as Error).message);
-  }
-}
-
-function portOption(value: string): number {
-  const port = Number(value);
-  if (!Number.isInteger(port) || port < 0 || port > 65535) {
-    throw new InvalidArgumentError(
-      `'${value}' is not a port: use a number from 0 to 65535 (0 picks a free one).`,
-    );
-  }
-  return port;
-}
-
-function waitForSignal(): Promise<string> {
-  return new Promise((done) => {
-    const stop = (signal: string) => done(signal);
-    process.once("SIGINT", stop);
-    process.once("SIGTERM", stop);
-  });
-}
-
-export function buildProgram(out: (text: string) => void, err: (text: string) => void): Command {
+export function buildProgram(
+  out: (text: string) => void,
+  err: (text: string) => void,
+  tty = false,
+): { program: Command; exitCode: () => number } {
+  let code = 0;
   const program = new Command("keyturn")
     .description("Rotate the storage account keys behind Azure Machine Learning workspaces without downtime.")
     .exitOverride()
@@ -56,53 +38,119 @@ export function buildProgram(out: (text: string) => void, err: (text: string) =>
     .option("--consumer-jobs <ms>", "run the simulated consumer jobs every <ms> milliseconds", (v) =>
       portOption(v),
     )
-    .action(
-      async (opts: {
-        estate: string;
-        port: number;
-        connectionFile?: string;
-        resyncPolicy: string;
-        latency: string;
-        consumerJobs?: number;
-      }) => {
-        if (opts.resyncPolicy !== "key1" && opts.resyncPolicy !== "consumers") {
-          throw new Error(`--resync-policy '${opts.resyncPolicy}': use key1 or consumers.`);
-        }
-        if (opts.latency !== "off" && opts.latency !== "realistic") {
-          throw new Error(`--latency '${opts.latency}': use off or realistic.`);
-        }
-        const emulator = await startEmulator({
-          estate: opts.estate,
-          port: opts.port,
-          settings: { resyncPolicy: opts.resyncPolicy, latency: opts.latency },
-          consumerJobsIntervalMs: opts.consumerJobs,
-        });
-        if (opts.connectionFile) writeConnectionFile(opts.connectionFile, emulator);
-        out(describeEmulator(emulator) + "\n");
-        out(
-          `\nServing. Admin API: ${emulator.connection.adminEndpoint}. CA certificate: ${emulator.connection.caCertFile}\n`,
-        );
-        if (opts.connectionFile) out(`Connection file: ${resolve(opts.connectionFile)}\n`);
-        out("Press Ctrl+C to stop.\n");
-        const signal = await waitForSignal();
-        out(`\n${signal}: stopping the emulator.\n`);
-        await emulator.stop();
-      },
-    );
+    .action(async (opts: EmulatorCommandOptions) => {
+      code = await runEmulator(out, opts);
+    });
+
+  const io = redactingIo(out, err, tty);
+  const stateDir = [
+    "--state-dir <dir>",
+    `where rotations are checkpointed (default ${DEFAULT_STATE_DIR} in the current directory)`,
+  ] as const;
+  const connection = [
+    "--connection-file <path>",
+    "the emulator's connection file (`keyturn emulator --connection-file PATH`); without it, Azure with DefaultAzureCredential",
+  ] as const;
+  const verbose = ["--verbose", "print the functions' warnings and errors (retried calls included)"] as const;
+  const withScope = (command: Command) =>
+    command
+      .option("--subscription <ids>", "subscription id (repeatable, or comma-separated)", collect)
+      .option(
+        "--resource-group <names>",
+        "resource group name or id (repeatable, or comma-separated)",
+        collect,
+      )
+      .option(
+        "--workspace <names>",
+        "Azure ML workspace name or id (repeatable, or comma-separated)",
+        collect,
+      )
+      .option(
+        "--storage-account <names>",
+        "storage account name or id (repeatable, or comma-separated)",
+        collect,
+      )
+      .option(...connection);
+
+  withScope(
+    program
+      .command("plan")
+      .description(
+        "Show what a rotation would do (a dry run: nothing is written). Default scope: every subscription.",
+      ),
+  )
+    .option("--format <format>", "table, json or mermaid (the storage account → consumer graph)", "table")
+    .option("--grace <duration>", "grace period to plan with: 0, 90s, 60m, 1h30m (default 60m)")
+    .option("--force", "plan to rotate keys younger than the minimum age too")
+    .option(...verbose)
+    .action(async (opts: PlanOptions) => {
+      code = await plan(io, opts);
+    });
+
+  withScope(
+    program
+      .command("rotate")
+      .description(
+        "Rotate the storage account keys in scope without downtime. Default scope: every subscription.",
+      ),
+  )
+    .option(
+      "--grace <duration>",
+      "wait between moving consumers and regenerating the old key: 0, 90s, 60m (default 60m)",
+    )
+    .option("--force", "rotate keys younger than the minimum age too (the keyturn:skip tag still wins)")
+    .option("--json", "print exactly one JSON report on stdout (progress goes to stderr)")
+    .option(...stateDir)
+    .option(...verbose)
+    .action(async (opts: RotateOptions) => {
+      code = await rotate(io, opts);
+    });
+
+  program
+    .command("resume")
+    .description("Continue unfinished rotations in the state dir from their last checkpoint.")
+    .option(...stateDir)
+    .option(
+      "--connection-file <path>",
+      "the emulator's connection file (default: the one the rotations started with)",
+    )
+    .option("--json", "print the report as JSON on stdout (an array when several rotations resumed)")
+    .option(...verbose)
+    .action(async (opts: ResumeOptions) => {
+      code = await resume(io, opts);
+    });
+
+  program
+    .command("status")
+    .description("List the rotations in the state dir, or show one in detail.")
+    .argument("[id]", "an instance id from the list")
+    .option(...stateDir)
+    .option("--json", "print JSON")
+    .option("--history", "with an id: the instance's durable history, event by event")
+    .action((id: string | undefined, opts: StatusOptions) => {
+      code = status(io, id, opts);
+    });
+
+  program
+    .command("serve")
+    .description("Serve the HTTP API and the monthly timer on this machine until interrupted.")
+    .option(...connection)
+    .option("--port <n>", `port to listen on (default ${DEFAULT_PORT}; 0 picks a free one)`)
+    .option(...stateDir)
+    .option("--verbose", "print the functions' logs")
+    .action(async (opts: ServeOptions) => {
+      code = await serve(io, opts);
+    });
 
   program
     .command("demo")
-    .description("Start the emulator with the demo estate, show what it holds, and stop.")
-    .action(async () => {
-      const emulator = await startEmulator({ estate: "demo" });
-      try {
-        out(describeEmulator(emulator) + "\n");
-      } finally {
-        await emulator.stop();
-      }
+    .description("Rotate the demo estate on the embedded emulator with its consumers running, and report.")
+    .option(...verbose)
+    .action(async (opts: { verbose?: boolean }) => {
+      code = await demo(io, { verbose: opts.verbose === true });
     });
 
-  return program;
+  return { program, exitCode: () => code };
 }
 
 /** Runs the CLI; resolves to the process exit code. */
@@ -110,14 +158,16 @@ export async function main(
   argv: string[],
   out: (text: string) => void = (t) => process.stdout.write(t),
   err: (text: string) => void = (t) => process.stderr.write(t),
+  tty: boolean = process.stderr.isTTY === true,
 ): Promise<number> {
-  const program = buildProgram(out, err);
+  const { program, exitCode } = buildProgram(out, err, tty);
   try {
     await program.parseAsync(argv);
-    return 0;
+    return exitCode();
   } catch (e) {
     if (e instanceof CommanderError) return e.exitCode;
-    err(`keyturn: ${(e as Error).message}\n`);
-    return 1;
+    const failure = describeFailure(e, process.env.KEYTURN_DEBUG !== undefined);
+    err(`keyturn: ${failure.message}\n`);
+    return failure.exitCode;
   }
 }

@@ -10,9 +10,12 @@ export function renderMermaid(report: RotationReport): string {
     lines.push(`  ${node}[("${escape(account.name)}<br/>${describeAccount(account)}")]`);
     for (const consumer of account.consumers) {
       const c = id("c", consumerCount++);
-      const shape = consumer.kind === "workspace" ? `{{"${escape(consumer.name)}"}}` : `["${escape(consumer.name)}"]`;
+      const shape =
+        consumer.kind === "workspace" ? `{{"${escape(consumer.name)}"}}` : `["${escape(consumer.name)}"]`;
       lines.push(`  ${c}${shape}`);
-      const label = consumer.reason ? `${consumer.kind}: ${consumer.action}, ${consumer.reason}` : `${consumer.kind}: ${consumer.action}`;
+      const label = consumer.reason
+        ? `${consumer.kind}: ${consumer.action}, ${consumer.reason}`
+        : `${consumer.kind}: ${consumer.action}`;
       const arrow = consumer.action === "skipped" ? "-.->" : "-->";
       lines.push(`  ${node} ${arrow}|"${escape(label)}"| ${c}`);
     }

@@ -1,0 +1,124 @@
+import { userInfo, hostname } from "node:os";
+import { loadConfig, type KeyturnConfig } from "../shared/config";
+import type { RotateAllInput } from "../shared/activities/contracts";
+import {
+  InvalidInputError,
+  MAX_GRACE_SECONDS,
+  formatDuration,
+  parseDuration,
+  validateRotationRequest,
+  type RotationScope,
+} from "../shared/rotation";
+import { listReasons, usageError } from "./errors";
+import { defaultScope, type Target } from "./target";
+
+/** The scope options of `plan` and `rotate`, each repeatable and comma-separated. */
+export interface ScopeOptions {
+  subscription?: string[];
+  resourceGroup?: string[];
+  workspace?: string[];
+  storageAccount?: string[];
+}
+
+export interface RequestOptions extends ScopeOptions {
+  /** From `parseGrace`; the KEYTURN_GRACE_MINUTES setting (or 60 minutes) when undefined. */
+  graceSeconds?: number;
+  force?: boolean;
+}
+
+/** commander's collector for a repeatable option that also takes comma-separated lists. */
+export function collect(value: string, previous: string[] | undefined): string[] {
+  return [...(previous ?? []), ...value.split(",").map((v) => v.trim())];
+}
+
+const OPTION_OF: Record<keyof RotationScope, string> = {
+  subscriptions: "--subscription",
+  resourceGroups: "--resource-group",
+  workspaces: "--workspace",
+  storageAccounts: "--storage-account",
+};
+
+export function scopeFromOptions(options: ScopeOptions): RotationScope | undefined {
+  const scope: RotationScope = {};
+  if (options.subscription) scope.subscriptions = options.subscription;
+  if (options.resourceGroup) scope.resourceGroups = options.resourceGroup;
+  if (options.workspace) scope.workspaces = options.workspace;
+  if (options.storageAccount) scope.storageAccounts = options.storageAccount;
+  return Object.keys(scope).length > 0 ? scope : undefined;
+}
+
+/** `--grace 0 | 90s | 60m | 1h30m`; a bad value is a usage error that names it. */
+export function parseGrace(text: string | undefined): number | undefined {
+  if (text === undefined) return undefined;
+  let seconds: number;
+  try {
+    seconds = parseDuration(text, "--grace");
+  } catch (e) {
+    if (e instanceof InvalidInputError) throw usageError(e.reasons.join("; "));
+    throw e;
+  }
+  if (seconds > MAX_GRACE_SECONDS) {
+    throw usageError(`--grace "${text}" is longer than the maximum of ${formatDuration(MAX_GRACE_SECONDS)}`);
+  }
+  return seconds;
+}
+
+/** The request API speaks of its own fields; the CLI user typed options. */
+function inOptionTerms(reason: string): string {
+  return reason.replace(
+    /^scope\.(subscriptions|resourceGroups|workspaces|storageAccounts)(\[\d+\])?/,
+    (_m, key: keyof RotationScope) => OPTION_OF[key],
+  );
+}
+
+/**
+ * Builds rotateAll's input and checks all of it before anything starts (I6): the settings first (no
+ * I/O; the caller has parsed --grace before even reading the connection file), then the scope (listing subscriptions when none was named), then the whole
+ * request through the same validation the HTTP API uses.
+ */
+export async function buildRotateInput(
+  options: RequestOptions,
+  target: Target,
+  dryRun: boolean,
+): Promise<RotateAllInput> {
+  const config: KeyturnConfig = loadConfig();
+  const graceSeconds = options.graceSeconds ?? config.graceSeconds;
+  const named = scopeFromOptions(options);
+  if (named) {
+    // Syntax first: a typo in a name should not cost a subscription listing.
+    const early = validateRotationRequest({ scope: named });
+    if (!early.ok)
+      throw usageError(listReasons("invalid scope; nothing was started", early.reasons.map(inOptionTerms)));
+  }
+  const scope = named ?? (await defaultScope(target));
+  const validation = validateRotationRequest({
+    scope,
+    dryRun,
+    force: options.force === true,
+    graceMinutes: graceSeconds / 60,
+  });
+  if (!validation.ok) {
+    throw usageError(
+      listReasons("invalid rotation request; nothing was started", validation.reasons.map(inOptionTerms)),
+    );
+  }
+  const valid = validation.value;
+  return {
+    scope: valid.scope,
+    dryRun: valid.dryRun,
+    force: valid.force,
+    graceSeconds,
+    minKeyAgeDays: config.minKeyAgeDays,
+    parallelism: config.parallelism,
+    trigger: "cli",
+    startedBy: whoAmI(),
+  };
+}
+
+function whoAmI(): string {
+  try {
+    return `${userInfo().username}@${hostname()}`;
+  } catch {
+    return `cli@${hostname()}`;
+  }
+}
