@@ -2,11 +2,13 @@ import * as df from "durable-functions";
 import type { OrchestrationContext, Task } from "durable-functions";
 
 /**
- * Transient faults (throttling past the SDK's own retries, dropped connections) get three more tries,
- * 2 s then 4 s then 8 s apart. Activities are safe to retry: each re-checks fingerprints before writing.
+ * The SDKs already retry throttling and 5xx three times; an activity that still fails gets one more
+ * try 5 s later (a dropped connection, a restarted worker). Not more: durable-functions cannot tell a
+ * 403 from a blip, and a missing permission should fail fast. Activities are safe to retry: each
+ * re-checks fingerprints before writing.
  */
 export const ACTIVITY_RETRY = (() => {
-  const options = new df.RetryOptions(2000, 4);
+  const options = new df.RetryOptions(5000, 2);
   options.backoffCoefficient = 2;
   return options;
 })();

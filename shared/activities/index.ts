@@ -12,7 +12,7 @@ import {
 } from "../rotation";
 import type { KeyturnConfig } from "../config";
 import { KeyturnError, scrubError } from "../errors";
-import type { Azure } from "../azure";
+import { countArmCalls, type Azure } from "../azure";
 import type { AuditStore } from "../audit";
 import type {
   DiscoverSecretsInput,
@@ -48,12 +48,11 @@ export interface ActivityDeps {
 export class KeyChangedError extends KeyturnError {}
 
 async function metered<T extends object>(
-  deps: ActivityDeps,
+  _deps: ActivityDeps,
   work: () => Promise<T>,
 ): Promise<T & { armCalls: number }> {
-  const before = deps.azure.armCalls.count;
-  const result = await work();
-  return { ...result, armCalls: deps.azure.armCalls.count - before };
+  const { result, armCalls } = await countArmCalls(work);
+  return { ...result, armCalls };
 }
 
 /** Every subscription is searched for consumers, whatever the scope: a consumer missed is a consumer broken. */

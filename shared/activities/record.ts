@@ -3,6 +3,7 @@ import type { AccountReport, RotationReport, RotationScope, StorageAccountSnapsh
 import type { ActivityDeps } from "./index";
 import type { Metered } from "./contracts";
 import { auditRecords } from "../audit";
+import { countArmCalls } from "../azure";
 
 export type RecordRotationInput =
   | {
@@ -27,8 +28,12 @@ export type RecordRotationInput =
  * send every item again. One place, so redaction (shared/telemetry) sees everything.
  */
 export async function recordRotation(deps: ActivityDeps, input: RecordRotationInput): Promise<Metered> {
+  const { armCalls } = await countArmCalls(() => record(deps, input));
+  return { armCalls };
+}
+
+async function record(deps: ActivityDeps, input: RecordRotationInput): Promise<void> {
   const telemetry = telemetryFromEnv({ instanceId: input.instanceId, rotationId: input.rotationId });
-  const before = deps.azure.armCalls.count;
   if (input.phase === "started") {
     telemetry.event("RotationStarted", {
       trigger: input.trigger,
@@ -54,7 +59,6 @@ export async function recordRotation(deps: ActivityDeps, input: RecordRotationIn
     }
   }
   await telemetry.flush();
-  return { armCalls: deps.azure.armCalls.count - before };
 }
 
 function stalledConsumer(account: AccountReport) {

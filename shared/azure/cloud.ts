@@ -1,3 +1,4 @@
+import { AsyncLocalStorage } from "node:async_hooks";
 import { readFileSync } from "node:fs";
 import { ClientSecretCredential, DefaultAzureCredential, type TokenCredential } from "@azure/identity";
 import type { PipelinePolicy } from "@azure/core-rest-pipeline";
@@ -216,6 +217,18 @@ export function clientOptions(profile: CloudProfile): ArmClientOptions {
 }
 
 /** Counts ARM requests as they leave the client, so reports can show "ARM calls made" against ARM's limits. */
+/**
+ * The ARM calls of one unit of work (an activity). Activities run in parallel in one process and
+ * share the profile's counter, so a difference of totals would count each other's calls.
+ */
+const workScope = new AsyncLocalStorage<{ count: number }>();
+
+export async function countArmCalls<T>(work: () => Promise<T>): Promise<{ result: T; armCalls: number }> {
+  const scope = { count: 0 };
+  const result = await workScope.run(scope, work);
+  return { result, armCalls: scope.count };
+}
+
 export class ArmCallCounter {
   private total = 0;
   private readonly operations = new Map<string, number>();
@@ -241,6 +254,8 @@ export class ArmCallCounter {
 
   record(method: string, url: string): void {
     this.total++;
+    const scope = workScope.getStore();
+    if (scope) scope.count++;
     const label = armOperationOf(method, url);
     this.operations.set(label, (this.operations.get(label) ?? 0) + 1);
   }
