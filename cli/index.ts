@@ -15,6 +15,7 @@ import {
 } from "./rotation";
 import { DEFAULT_PORT, serve, type ServeOptions } from "./serve";
 import { status, type StatusOptions } from "./status";
+import { history } from "./history";
 
 export function buildProgram(
   out: (text: string) => void,
@@ -126,9 +127,19 @@ export function buildProgram(
     .argument("[id]", "an instance id from the list")
     .option(...stateDir)
     .option("--json", "print JSON")
-    .option("--history", "with an id: the instance's durable history, event by event")
-    .action((id: string | undefined, opts: StatusOptions) => {
-      code = status(io, id, opts);
+    .option(
+      "--history",
+      "without an id: the audit trail of account rotations; with an id: the instance's durable history",
+    )
+    .option("--storage-account <name>", "with --history: only this account's rotations")
+    .action(async (id: string | undefined, opts: StatusOptions & { storageAccount?: string }) => {
+      code =
+        opts.history && id === undefined
+          ? await history(io, {
+              ...(opts.json ? { json: true } : {}),
+              ...(opts.storageAccount ? { storageAccount: opts.storageAccount } : {}),
+            })
+          : status(io, id, opts);
     });
 
   program

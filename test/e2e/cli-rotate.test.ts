@@ -324,6 +324,25 @@ describe("keyturn plan | rotate | status against `keyturn emulator` in another p
     expect(line).toContain("Completed");
   });
 
+  it("status --history shows the audit trail: each account rotated, its keys regenerated in order", async () => {
+    const result = await run(["status", "--history", "--json"]);
+    expect(result.code).toBe(0);
+    const records = JSON.parse(result.stdout) as {
+      storageAccount: string;
+      outcome: string;
+      keysRegenerated: string;
+      trigger: string;
+    }[];
+    expect(records.map((r) => r.storageAccount).sort()).toEqual([
+      "stmlbatch",
+      "stmllake",
+      "stmlresearch",
+      "stmlshared",
+    ]);
+    for (const r of records)
+      expect(r).toMatchObject({ outcome: "rotated", keysRegenerated: "key2,key1", trigger: "cli" });
+  });
+
   it("a second rotate of the same scope right after skips every account as too young and exits 0", async () => {
     const result = await run(["rotate", "--connection-file", file(), "--json"]);
     expect(result.code).toBe(0);
