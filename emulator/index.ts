@@ -198,7 +198,9 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
   const byPattern = new Map(armRoutes.map((r) => [`${r.method} ${r.pattern}`, r]));
   const actionOf = (req: Request): string | undefined => {
     const matched = arm.match(req.method, req.segments);
-    return typeof matched === "object" ? byPattern.get(`${matched.route.method} ${matched.route.pattern}`)?.action : undefined;
+    return typeof matched === "object"
+      ? byPattern.get(`${matched.route.method} ${matched.route.pattern}`)?.action
+      : undefined;
   };
 
   const emulator: Emulator = {
@@ -525,7 +527,13 @@ export function vaultActionOf(method: string, segments: string[]): string | unde
   return undefined;
 }
 
-function logVaultCall(ctx: EmulatorContext, vault: KeyVault, req: Request, status: number, log: RequestLogEntry[]): void {
+function logVaultCall(
+  ctx: EmulatorContext,
+  vault: KeyVault,
+  req: Request,
+  status: number,
+  log: RequestLogEntry[],
+): void {
   let clientId: string | undefined;
   try {
     clientId = ctx.identity.authenticate(req.headers.authorization, [VAULT_AUDIENCE]).principal.clientId;
