@@ -12,6 +12,10 @@ export default tseslint.config(
       "*.config.mjs",
       ".ci/**",
       "test/support/*.js",
+      ".keyturn/**",
+      // Plain Node scripts outside the TypeScript project (packaging, benchmarks).
+      "scripts/**/*.mjs",
+      "bench/**/*.mjs",
     ],
   },
   eslint.configs.recommended,
