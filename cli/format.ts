@@ -1,13 +1,2 @@
-/** Left-aligned columns two spaces apart, trailing spaces trimmed. */
-export function formatTable(rows: readonly string[][], indent = ""): string[] {
-  const widths: number[] = [];
-  for (const row of rows) row.forEach((cell, i) => (widths[i] = Math.max(widths[i] ?? 0, cell.length)));
-  return rows.map(
-    (row) =>
-      indent +
-      row
-        .map((cell, i) => cell.padEnd(widths[i] ?? 0))
-        .join("  ")
-        .trimEnd(),
-  );
-}
+// One table layout for reports and the CLI's own listings.
+export { table as formatTable } from "../shared/rotation/report";

@@ -2,6 +2,7 @@ import type { InvocationContext, Timer } from "@azure/functions";
 import { emitHeartbeat, emitKeyAge, telemetryFromEnv } from "../shared/telemetry";
 import { scrubError } from "../shared/errors";
 import { activityDeps } from "./deps";
+import { unreadSnapshot } from "../shared/azure";
 
 /**
  * Daily: how long since the last successful rotation (log alerts look back at most two days, so the
@@ -19,30 +20,7 @@ export async function heartbeat(_timer: Timer, context: InvocationContext): Prom
       deps.config.subscriptions.length > 0 ? deps.config.subscriptions : await deps.azure.subscriptions();
     for (const subscriptionId of subscriptions) {
       for (const a of await deps.azure.storage.listAccounts(subscriptionId)) {
-        emitKeyAge(
-          telemetry,
-          {
-            id: a.id,
-            name: a.name,
-            subscriptionId: a.subscriptionId,
-            resourceGroup: a.resourceGroup,
-            tags: a.tags,
-            keys: {
-              key1: {
-                fingerprint: "",
-                ...(a.keyCreationTime.key1 ? { creationTime: a.keyCreationTime.key1 } : {}),
-              },
-              key2: {
-                fingerprint: "",
-                ...(a.keyCreationTime.key2 ? { creationTime: a.keyCreationTime.key2 } : {}),
-              },
-            },
-            ...(a.keyExpirationPeriodInDays !== undefined
-              ? { keyExpirationPeriodInDays: a.keyExpirationPeriodInDays }
-              : {}),
-          },
-          now,
-        );
+        emitKeyAge(telemetry, unreadSnapshot(a), now);
       }
     }
   } catch (e) {

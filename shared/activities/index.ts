@@ -12,7 +12,7 @@ import {
 } from "../rotation";
 import type { KeyturnConfig } from "../config";
 import { KeyturnError, scrubError } from "../errors";
-import { countArmCalls, type Azure } from "../azure";
+import { countArmCalls, unreadSnapshot, type Azure } from "../azure";
 import type { AuditStore } from "../audit";
 import type {
   DiscoverSecretsInput,
@@ -92,27 +92,7 @@ export async function discoverSubscription(
     }
     return {
       // Keys are not read here: only accounts with consumers are snapshotted, by snapshotAccount.
-      accounts: accounts.map((a) => ({
-        id: a.id,
-        name: a.name,
-        subscriptionId: a.subscriptionId,
-        resourceGroup: a.resourceGroup,
-        tags: a.tags,
-        keys: {
-          key1: {
-            fingerprint: "",
-            ...(a.keyCreationTime.key1 ? { creationTime: a.keyCreationTime.key1 } : {}),
-          },
-          key2: {
-            fingerprint: "",
-            ...(a.keyCreationTime.key2 ? { creationTime: a.keyCreationTime.key2 } : {}),
-          },
-        },
-        ...(a.keyExpirationPeriodInDays !== undefined
-          ? { keyExpirationPeriodInDays: a.keyExpirationPeriodInDays }
-          : {}),
-        ...(a.blobEndpoint ? { blobEndpoint: a.blobEndpoint } : {}),
-      })),
+      accounts: accounts.map(unreadSnapshot),
       workspaces: workspaces.map((w) => ({
         id: w.id,
         name: w.name,

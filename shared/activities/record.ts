@@ -1,9 +1,9 @@
 import { telemetryFromEnv, emitAccountOutcome, emitKeyAge, emitRotationCompleted } from "../telemetry";
-import type { AccountReport, RotationReport, RotationScope, StorageAccountSnapshot } from "../rotation";
+import type { AccountReport, RotationReport, RotationScope } from "../rotation";
 import type { ActivityDeps } from "./index";
 import type { Metered } from "./contracts";
 import { auditRecords } from "../audit";
-import { countArmCalls } from "../azure";
+import { countArmCalls, unreadSnapshot } from "../azure";
 
 export type RecordRotationInput =
   | {
@@ -78,26 +78,7 @@ async function emitAccountKeyAge(
 ) {
   try {
     const info = await deps.azure.storage.getAccount(account.id);
-    const snapshot: StorageAccountSnapshot = {
-      id: info.id,
-      name: info.name,
-      subscriptionId: info.subscriptionId,
-      resourceGroup: info.resourceGroup,
-      tags: info.tags,
-      keys: {
-        key1: {
-          fingerprint: "",
-          ...(info.keyCreationTime.key1 ? { creationTime: info.keyCreationTime.key1 } : {}),
-        },
-        key2: {
-          fingerprint: "",
-          ...(info.keyCreationTime.key2 ? { creationTime: info.keyCreationTime.key2 } : {}),
-        },
-      },
-      ...(info.keyExpirationPeriodInDays !== undefined
-        ? { keyExpirationPeriodInDays: info.keyExpirationPeriodInDays }
-        : {}),
-    };
+    const snapshot = unreadSnapshot(info);
     emitKeyAge(telemetry, snapshot, now);
   } catch (e) {
     telemetry.trace(`KeyAgeDays not recorded for ${account.name}: ${(e as Error).message}`, "warning");

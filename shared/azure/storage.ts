@@ -154,3 +154,26 @@ function keySnapshots(
   };
   return { key1: snapshot("key1"), key2: snapshot("key2") };
 }
+
+/**
+ * An account's properties in snapshot form, keys unread: empty fingerprints, creation times only.
+ * For discovery, key-age telemetry and anything else that must not touch a key.
+ */
+export function unreadSnapshot(info: StorageAccountInfo): StorageAccountSnapshot {
+  const key = (name: KeyName): KeySnapshot => ({
+    fingerprint: "",
+    ...(info.keyCreationTime[name] ? { creationTime: info.keyCreationTime[name] } : {}),
+  });
+  return {
+    id: info.id,
+    name: info.name,
+    subscriptionId: info.subscriptionId,
+    resourceGroup: info.resourceGroup,
+    tags: info.tags,
+    keys: { key1: key("key1"), key2: key("key2") },
+    ...(info.keyExpirationPeriodInDays !== undefined
+      ? { keyExpirationPeriodInDays: info.keyExpirationPeriodInDays }
+      : {}),
+    ...(info.blobEndpoint ? { blobEndpoint: info.blobEndpoint } : {}),
+  };
+}

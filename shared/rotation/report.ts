@@ -264,7 +264,8 @@ function formatKey(state: KeyState | undefined): string {
   return state ? `${state.key} ${state.fingerprint}` : "-";
 }
 
-function table(rows: readonly string[][], indent = ""): string[] {
+/** Left-aligned columns two spaces apart, trailing spaces trimmed (the CLI's tables use it too). */
+export function table(rows: readonly string[][], indent = ""): string[] {
   const widths: number[] = [];
   for (const row of rows) row.forEach((cell, i) => (widths[i] = Math.max(widths[i] ?? 0, cell.length)));
   return rows.map(
