@@ -14,7 +14,7 @@ export async function heartbeat(_timer: Timer, context: InvocationContext): Prom
   const telemetry = telemetryFromEnv({ instanceId: `heartbeat-${context.invocationId}` });
   const now = new Date();
   try {
-    const last = (await deps.audit.list({ limit: 200 })).find((r) => r.outcome === "rotated" && !r.dryRun);
+    const last = (await deps.audit.list({ outcome: "rotated", limit: 1 }))[0];
     emitHeartbeat(telemetry, { ...(last ? { lastSuccessAt: last.finishedAt } : {}), now });
     const subscriptions =
       deps.config.subscriptions.length > 0 ? deps.config.subscriptions : await deps.azure.subscriptions();

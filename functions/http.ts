@@ -6,16 +6,20 @@ import { ORCHESTRATOR, type RotateAllInput } from "../shared/activities/contract
 import { activityDeps } from "./deps";
 import { scrubError } from "../shared/errors";
 
-const ACTIVE = new Set(["Running", "Pending", "ContinuedAsNew"]);
+const ACTIVE = new Set(["Running", "Pending", "ContinuedAsNew", "Suspended"]);
 
-/** `getStatus` throws on an unknown instance in durable-functions v3: unknown means not running. */
+/**
+ * `getStatus` throws on an unknown instance in durable-functions v3 (a 404): unknown means not
+ * running. Any other failure is not evidence of anything, so it propagates and no rotation starts (I5).
+ */
 export async function runningStatus(client: DurableClient, instanceId: string): Promise<string | undefined> {
   try {
     const status = await client.getStatus(instanceId);
     const runtime = String(status?.runtimeStatus ?? "");
     return ACTIVE.has(runtime) ? runtime : undefined;
-  } catch {
-    return undefined;
+  } catch (e) {
+    if (/\b404\b/.test(String((e as Error)?.message ?? e))) return undefined;
+    throw e;
   }
 }
 
@@ -74,7 +78,12 @@ export async function startRotation(
     minKeyAgeDays: settings.minKeyAgeDays,
     parallelism: settings.parallelism,
     trigger: "http",
-    startedBy: request.headers.get("x-ms-client-principal-name") ?? "http",
+    // App Service Authentication sets this header and strips any the caller sends; with function keys
+    // alone anyone could, so it is recorded only when authentication is on.
+    startedBy:
+      (process.env.WEBSITE_AUTH_ENABLED === "True"
+        ? request.headers.get("x-ms-client-principal-name")
+        : null) ?? "function key",
   };
   await client.startNew(ORCHESTRATOR.rotateAll, { instanceId, input });
   context.log(`keyturn: started ${instanceId}${valid.dryRun ? " (dry run)" : ""}`);

@@ -29,10 +29,16 @@ export interface AuditRecord {
   finishedAt: string;
 }
 
+export interface ListOptions {
+  storageAccount?: string;
+  outcome?: AccountReport["outcome"];
+  limit?: number;
+}
+
 export interface AuditStore {
   append(records: readonly AuditRecord[]): Promise<void>;
   /** Newest first. */
-  list(options?: { storageAccount?: string; limit?: number }): Promise<AuditRecord[]>;
+  list(options?: ListOptions): Promise<AuditRecord[]>;
 }
 
 export function auditRecords(
@@ -52,7 +58,7 @@ export function auditRecords(
       outcome: a.outcome,
       ...(a.reason !== undefined ? { reason: a.reason } : {}),
       ...(a.skipCode !== undefined ? { skipCode: a.skipCode } : {}),
-      keysRegenerated: keysRegenerated(a),
+      keysRegenerated: (a.keysRegenerated ?? []).join(","),
       ...(a.activeKeyBefore ? { activeKeyBefore: a.activeKeyBefore.key } : {}),
       ...(a.activeKeyAfter ? { activeKeyAfter: a.activeKeyAfter.key } : {}),
       consumersMoved: a.consumers
@@ -61,16 +67,6 @@ export function auditRecords(
       startedAt: report.startedAt,
       finishedAt: report.finishedAt ?? report.startedAt,
     }));
-}
-
-function keysRegenerated(a: AccountReport): string {
-  const before = a.activeKeyBefore?.key;
-  if (!before) return "";
-  const standby = before === "key1" ? "key2" : "key1";
-  if (a.outcome === "rotated") return `${standby},${before}`;
-  // A stall stops before the old active key (step 5); whether the standby was regenerated is in the reason.
-  if (a.outcome === "stalled" && /regenerat/i.test(a.reason ?? "")) return standby;
-  return "";
 }
 
 /** Row keys sort newest first, so `list` reads the latest rotations without scanning the table. */
@@ -127,12 +123,15 @@ export class TableAuditStore implements AuditStore {
     }
   }
 
-  async list(options: { storageAccount?: string; limit?: number } = {}): Promise<AuditRecord[]> {
+  async list(options: ListOptions = {}): Promise<AuditRecord[]> {
     await this.ensureTable();
     const limit = options.limit ?? 100;
-    const filter = options.storageAccount
-      ? `PartitionKey eq '${options.storageAccount.replace(/'/g, "''")}'`
-      : undefined;
+    const quote = (v: string) => `'${v.replace(/'/g, "''")}'`;
+    const clauses = [
+      ...(options.storageAccount ? [`PartitionKey eq ${quote(options.storageAccount)}`] : []),
+      ...(options.outcome ? [`outcome eq ${quote(options.outcome)}`] : []),
+    ];
+    const filter = clauses.length > 0 ? clauses.join(" and ") : undefined;
     const records: AuditRecord[] = [];
     for await (const entity of this.client.listEntities<AuditEntity>(
       filter ? { queryOptions: { filter } } : {},
@@ -158,7 +157,7 @@ export class FileAuditStore implements AuditStore {
     if (fresh.length > 0) appendFileSync(this.path, fresh.map((r) => JSON.stringify(r)).join("\n") + "\n");
   }
 
-  async list(options: { storageAccount?: string; limit?: number } = {}): Promise<AuditRecord[]> {
+  async list(options: ListOptions = {}): Promise<AuditRecord[]> {
     if (!existsSync(this.path)) return [];
     const records = readFileSync(this.path, "utf8")
       .split("\n")
@@ -167,7 +166,8 @@ export class FileAuditStore implements AuditStore {
       .filter(
         (r) =>
           !options.storageAccount || r.storageAccount.toLowerCase() === options.storageAccount.toLowerCase(),
-      );
+      )
+      .filter((r) => !options.outcome || r.outcome === options.outcome);
     return newestFirst(records).slice(0, options.limit ?? 100);
   }
 }

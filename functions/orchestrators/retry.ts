@@ -35,14 +35,22 @@ export function* all<T>(context: OrchestrationContext, tasks: Task[]): Generator
 }
 
 /**
- * Waits for tasks whose failures are handled one by one. Task.all fails at the first failure, so a
- * task can still be running when this returns: callers treat such a task as not finished.
+ * Waits for every task, failed or not; callers inspect each one. Task.all fails at the first failure
+ * while the others still run, so the rest are awaited one by one: they are already scheduled, and
+ * durable-functions adds no action for a task yielded again (`alreadyScheduled`).
  */
 export function* settle(context: OrchestrationContext, tasks: Task[]): Generator<Task, void, unknown> {
   if (tasks.length === 0) return;
   try {
     yield context.df.Task.all(tasks);
   } catch {
-    // inspected per task by the caller
+    for (const task of tasks) {
+      if (task.isCompleted || task.isFaulted) continue;
+      try {
+        yield task;
+      } catch {
+        // inspected per task by the caller
+      }
+    }
   }
 }

@@ -2,6 +2,8 @@ import type { OrchestrationContext, OrchestrationHandler, Task } from "durable-f
 import type { RecordRotationInput } from "../../shared/activities/record";
 import {
   accountInstanceId,
+  accountRef,
+  consumerRef,
   accountReport,
   inProgressReport,
   buildConsumerGraph,
@@ -31,8 +33,25 @@ import { ACTIVITY_RETRY, all, errorMessage, settle } from "./retry";
 export interface RotationProgress {
   rotationId: string;
   phase: "discovering" | "planning" | "rotating" | "done";
+  /** Every account's state, or only the running ones once there are more than MAX_LISTED. */
   accounts: Record<string, AccountReport["outcome"] | "queued" | "running">;
+  /** How many accounts are in each state. */
+  counts: Record<string, number>;
   report?: RotationReport;
+}
+
+/** Durable Functions refuses a custom status over 16 KB; 150 names stay well below it. */
+const MAX_LISTED = 150;
+
+export function publishable(status: Omit<RotationProgress, "counts">): RotationProgress {
+  const counts: Record<string, number> = {};
+  for (const state of Object.values(status.accounts)) counts[state] = (counts[state] ?? 0) + 1;
+  const entries = Object.entries(status.accounts);
+  const accounts =
+    entries.length <= MAX_LISTED
+      ? { ...status.accounts }
+      : Object.fromEntries(entries.filter(([, s]) => s === "running"));
+  return { rotationId: status.rotationId, phase: status.phase, accounts, counts };
 }
 
 /**
@@ -45,8 +64,8 @@ export const rotateAll: OrchestrationHandler = function* (context: Orchestration
   const input = context.df.getInput<RotateAllInput>();
   const startedAt = context.df.currentUtcDateTime.toISOString();
   const rotationId = `${context.df.instanceId}@${startedAt}`;
-  const status: RotationProgress = { rotationId, phase: "discovering", accounts: {} };
-  context.df.setCustomStatus(structuredClone(status));
+  const status: Omit<RotationProgress, "counts"> = { rotationId, phase: "discovering", accounts: {} };
+  context.df.setCustomStatus(publishable(status));
   let armCalls = 0;
   const record = { rotationId, instanceId: context.df.instanceId, trigger: input.trigger };
   yield* recordSafely(context, { ...record, phase: "started", dryRun: input.dryRun, scope: input.scope });
@@ -85,26 +104,35 @@ export const rotateAll: OrchestrationHandler = function* (context: Orchestration
   ];
 
   status.phase = "planning";
-  context.df.setCustomStatus(structuredClone(status));
+  context.df.setCustomStatus(publishable(status));
   const graph = buildConsumerGraph(
     found.flatMap((f) => f.accounts),
     consumers,
     { inScope: (node) => isAccountInScope(input.scope, node) },
   );
   const withConsumers = graph.accounts.filter((node) => node.consumers.length > 0);
-  const snapshots = yield* all<SnapshotAccountOutput>(
-    context,
-    withConsumers.map((node) =>
-      context.df.callActivityWithRetry(ACTIVITY.snapshotAccount, ACTIVITY_RETRY, {
-        accountId: node.account.id,
-        salt: rotationId,
-      }),
-    ),
+  const snapshotTasks = withConsumers.map((node) =>
+    context.df.callActivityWithRetry(ACTIVITY.snapshotAccount, ACTIVITY_RETRY, {
+      accountId: node.account.id,
+      salt: rotationId,
+    }),
   );
-  armCalls += sum(snapshots);
+  // One account whose keys cannot be read (a lock, a missing permission) fails alone.
+  yield* settle(context, snapshotTasks);
   const now = context.df.currentUtcDateTime;
   const results: AccountPlanResult[] = withConsumers.map((node, i): AccountPlanResult => {
-    const planned: AccountNode = { account: snapshots[i]!.account, consumers: node.consumers };
+    const task = snapshotTasks[i]!;
+    if (task.isFaulted || !task.isCompleted) {
+      return {
+        action: "fail",
+        account: accountRef(node.account),
+        reason: `its keys could not be read: ${errorMessage(task.result)}`,
+        consumers: node.consumers.map(consumerRef),
+      };
+    }
+    const snapshot = task.result as SnapshotAccountOutput;
+    armCalls += snapshot.armCalls;
+    const planned: AccountNode = { account: snapshot.account, consumers: node.consumers };
     return planAccount(planned, {
       now,
       graceSeconds: input.graceSeconds,
@@ -139,11 +167,14 @@ export const rotateAll: OrchestrationHandler = function* (context: Orchestration
   }
 
   status.phase = "rotating";
-  context.df.setCustomStatus(structuredClone(status));
-  for (let i = 0; i < toRotate.length; i += input.parallelism) {
-    const batch = toRotate.slice(i, i + input.parallelism);
+  context.df.setCustomStatus(publishable(status));
+  // Starters validate it; the durable webhook does not, and 0 or NaN here would hang or drop accounts.
+  const parallelism =
+    Number.isInteger(input.parallelism) && input.parallelism >= 1 ? Math.min(input.parallelism, 64) : 8;
+  for (let i = 0; i < toRotate.length; i += parallelism) {
+    const batch = toRotate.slice(i, i + parallelism);
     for (const r of batch) status.accounts[r.plan.account.name] = "running";
-    context.df.setCustomStatus(structuredClone(status));
+    context.df.setCustomStatus(publishable(status));
     const tasks = batch.map((r) =>
       context.df.callSubOrchestrator(
         ORCHESTRATOR.rotateStorageAccount,
@@ -175,7 +206,7 @@ export const rotateAll: OrchestrationHandler = function* (context: Orchestration
       reports.push(report);
       status.accounts[report.name] = report.outcome;
     });
-    context.df.setCustomStatus(structuredClone(status));
+    context.df.setCustomStatus(publishable(status));
   }
 
   const report: RotationReport = {
@@ -188,12 +219,7 @@ export const rotateAll: OrchestrationHandler = function* (context: Orchestration
   };
   yield* recordSafely(context, { ...record, phase: "completed", startedBy: input.startedBy, report });
   status.phase = "done";
-  context.df.setCustomStatus({
-    rotationId,
-    phase: status.phase,
-    accounts: status.accounts,
-    discoveryArmCalls: armCalls,
-  });
+  context.df.setCustomStatus({ ...publishable(status), discoveryArmCalls: armCalls });
   return { ...report, discoveryArmCalls: armCalls };
 };
 

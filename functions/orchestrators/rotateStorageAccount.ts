@@ -68,6 +68,7 @@ export const rotateStorageAccount: OrchestrationHandler = function* (context: Or
   let inWindow: VerificationProblem[] = [];
   let windowStart = 0;
   const outages: Outage[] = [];
+  const keysRegenerated: KeyName[] = [];
 
   const finish = (outcome: AccountExecution["outcome"], reason?: string): AccountExecution => ({
     outcome,
@@ -78,6 +79,7 @@ export const rotateStorageAccount: OrchestrationHandler = function* (context: Or
     durationMs: context.df.currentUtcDateTime.getTime() - started,
     armCalls,
     outages,
+    keysRegenerated,
   });
 
   for (const [index, step] of plan.steps.entries()) {
@@ -102,7 +104,11 @@ export const rotateStorageAccount: OrchestrationHandler = function* (context: Or
           return finish(out.outcome === "failed" ? afterRegenerationOutcome(step) : "stalled", out.reason);
         armCalls += out.armCalls;
         keys = out.keys;
-        if (out.decision === "refuse") return finish("stalled", out.reason);
+        // "already-done": this step regenerated it before a crash; either way the key is new.
+        if (out.decision !== "refuse") keysRegenerated.push(step.key);
+        // Refused: the key consumers hold was regenerated outside keyturn, so they may hold a dead key
+        // already. keyturn writes nothing more; this is a failure to look at, not a safe stop.
+        if (out.decision === "refuse") return finish("failed", out.reason);
         learned[step.id] = out.keys[step.key];
         windowStart = context.df.currentUtcDateTime.getTime();
         inWindow = onNextKey.filter((c) => c.reason.includes(step.key));

@@ -55,15 +55,21 @@ async function metered<T extends object>(
   return { ...result, armCalls };
 }
 
-/** Every subscription is searched for consumers, whatever the scope: a consumer missed is a consumer broken. */
+/**
+ * Every subscription the identity can see is searched for consumers, whatever the scope and whatever
+ * KEYTURN_SUBSCRIPTIONS says (that setting is the timer's rotation scope): a consumer missed is a
+ * consumer broken.
+ */
 export async function listSubscriptions(
   deps: ActivityDeps,
   input: ListSubscriptionsInput,
 ): Promise<ListSubscriptionsOutput> {
   return metered(deps, async () => {
-    const configured =
-      deps.config.subscriptions.length > 0 ? deps.config.subscriptions : await deps.azure.subscriptions();
-    const all = [...configured, ...(input.scope.subscriptions ?? [])];
+    const all = [
+      ...(await deps.azure.subscriptions()),
+      ...deps.config.subscriptions,
+      ...(input.scope.subscriptions ?? []),
+    ];
     const unique = all.filter((s, i) => all.findIndex((t) => t.toLowerCase() === s.toLowerCase()) === i);
     return { subscriptionIds: unique };
   });

@@ -43,7 +43,10 @@ async function record(deps: ActivityDeps, input: RecordRotationInput): Promise<v
   } else {
     const now = new Date(input.report.finishedAt ?? Date.now());
     for (const account of input.report.accounts) {
-      emitAccountOutcome(telemetry, account, { ...stalledConsumer(account) });
+      emitAccountOutcome(telemetry, account, {
+        ...stalledConsumer(account),
+        ...(account.keysRegenerated ? { keysRegenerated: account.keysRegenerated } : {}),
+      });
       if (!input.report.dryRun && account.outcome !== "planned")
         await emitAccountKeyAge(deps, telemetry, account, now);
     }

@@ -49,6 +49,8 @@ export interface AccountReport {
   durationMs: number;
   armCalls: number;
   outages: Outage[];
+  /** The keys this run regenerated, in order (empty when none was). */
+  keysRegenerated?: KeyName[];
   notes?: string[];
 }
 
@@ -81,6 +83,7 @@ export interface AccountExecution {
   durationMs: number;
   armCalls: number;
   outages?: Outage[];
+  keysRegenerated?: KeyName[];
 }
 
 export function keyState(keys: Record<KeyName, KeySnapshot>, key: KeyName): KeyState {
@@ -145,6 +148,7 @@ export function accountReport(result: AccountPlanResult, execution?: AccountExec
     durationMs: execution?.durationMs ?? 0,
     armCalls: execution?.armCalls ?? 0,
     outages: execution?.outages ?? [],
+    ...(execution?.keysRegenerated ? { keysRegenerated: execution.keysRegenerated } : {}),
     notes,
   };
 }

@@ -45,6 +45,10 @@ describe("one rotation per account at a time (I5)", () => {
     expect(outcomes.map((o) => o?.outcome).sort()).toEqual(["rotated", "skipped"]);
     expect(outcomes.find((o) => o?.outcome === "skipped")).toMatchObject({ skipCode: "in-progress" });
     expect(regenerationCounts(rig.emulator).stmlshared).toEqual({ key1: 1, key2: 1 });
+    // The account busy elsewhere does not spoil the rest of its batch: stmlbatch is reported as it ended.
+    const group = (b.output as RotationReport).accounts.find((x) => x.name === "stmlbatch");
+    expect(group).toMatchObject({ outcome: "rotated", keysRegenerated: ["key2", "key1"] });
+    expect(regenerationCounts(rig.emulator).stmlbatch).toEqual({ key1: 1, key2: 1 });
   });
 });
 
@@ -77,6 +81,30 @@ describe("a consumer that cannot be moved", () => {
     expect(
       state.consumers.filter((c) => c.storageAccountName === "stmllake" && c.heldKeyName === null),
     ).toEqual([]);
+  });
+});
+
+describe("an account whose keys cannot be read", () => {
+  it("fails alone; the other accounts still rotate", async () => {
+    await admin(rig.emulator, "POST", "/faults", {
+      operation: "storageAccounts.listKeys",
+      path: "/storageAccounts/stmlresearch/",
+      action: {
+        type: "status",
+        status: 409,
+        code: "ScopeLocked",
+        message: "The scope is locked (injected).",
+      },
+      count: 100,
+    });
+    const before = regenerationCounts(rig.emulator).stmlresearch;
+    const { report } = await rig.rotate({ resourceGroups: ["rg-ml-research"] }, { force: true });
+    await admin(rig.emulator, "DELETE", "/faults");
+    const research = report.accounts.find((a) => a.name === "stmlresearch");
+    expect(research?.outcome).toBe("failed");
+    expect(research?.reason).toMatch(/keys could not be read.*ScopeLocked|ScopeLocked/);
+    expect(report.accounts.find((a) => a.name === "stmllake")?.outcome).toBe("rotated");
+    expect(regenerationCounts(rig.emulator).stmlresearch).toEqual(before);
   });
 });
 
