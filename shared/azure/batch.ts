@@ -1,6 +1,6 @@
 import { BatchManagementClient, type BatchAccount } from "@azure/arm-batch";
 import { parseArmId } from "../rotation/ids";
-import { azureCall, isoTime, OPERATIONS } from "./call";
+import { azureCall, listOrNoneIfUnregistered, isoTime, OPERATIONS } from "./call";
 import { armClientOptions, perSubscription, type AdapterOptions, type CloudProfile } from "./cloud";
 import { batchAccountRef } from "./ids";
 
@@ -41,13 +41,15 @@ export class ArmBatchAccounts implements BatchAccounts {
   }
 
   async list(subscriptionId: string): Promise<BatchAccountInfo[]> {
-    return azureCall(OPERATIONS.listBatchAccounts, `/subscriptions/${subscriptionId}`, async () => {
-      const accounts: BatchAccountInfo[] = [];
-      for await (const account of this.client(subscriptionId).batchAccountOperations.list()) {
-        accounts.push(batchInfo(account));
-      }
-      return accounts;
-    });
+    return listOrNoneIfUnregistered(() =>
+      azureCall(OPERATIONS.listBatchAccounts, `/subscriptions/${subscriptionId}`, async () => {
+        const accounts: BatchAccountInfo[] = [];
+        for await (const account of this.client(subscriptionId).batchAccountOperations.list()) {
+          accounts.push(batchInfo(account));
+        }
+        return accounts;
+      }),
+    );
   }
 
   async get(id: string): Promise<BatchAccountInfo> {

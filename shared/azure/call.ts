@@ -237,3 +237,16 @@ export function isoTime(value: Date | string | undefined | null): string | undef
   const date = value instanceof Date ? value : new Date(value);
   return Number.isNaN(date.getTime()) ? undefined : date.toISOString();
 }
+
+/**
+ * A subscription where a resource provider was never registered has none of its resources, and ARM
+ * says so with `MissingSubscriptionRegistration`: for a list, that is an empty list, not a failure.
+ */
+export async function listOrNoneIfUnregistered<T>(list: () => Promise<T[]>): Promise<T[]> {
+  try {
+    return await list();
+  } catch (e) {
+    if ((e as { code?: string }).code === "MissingSubscriptionRegistration") return [];
+    throw e;
+  }
+}

@@ -2,7 +2,7 @@ import { AzureMachineLearningWorkspaces, type Workspace } from "@azure/arm-machi
 import { scrubError } from "../errors";
 import { fingerprint, type Fingerprint } from "../rotation/fingerprint";
 import { parseArmId } from "../rotation/ids";
-import { azureCall, OPERATIONS } from "./call";
+import { azureCall, listOrNoneIfUnregistered, OPERATIONS } from "./call";
 import { armClientOptions, perSubscription, type AdapterOptions, type CloudProfile } from "./cloud";
 import { workspaceRef } from "./ids";
 
@@ -49,13 +49,15 @@ export class ArmWorkspaces implements Workspaces {
   }
 
   async list(subscriptionId: string): Promise<WorkspaceInfo[]> {
-    return azureCall(OPERATIONS.listWorkspaces, `/subscriptions/${subscriptionId}`, async () => {
-      const workspaces: WorkspaceInfo[] = [];
-      for await (const ws of this.client(subscriptionId).workspaces.listBySubscription()) {
-        workspaces.push(workspaceInfo(ws));
-      }
-      return workspaces;
-    });
+    return listOrNoneIfUnregistered(() =>
+      azureCall(OPERATIONS.listWorkspaces, `/subscriptions/${subscriptionId}`, async () => {
+        const workspaces: WorkspaceInfo[] = [];
+        for await (const ws of this.client(subscriptionId).workspaces.listBySubscription()) {
+          workspaces.push(workspaceInfo(ws));
+        }
+        return workspaces;
+      }),
+    );
   }
 
   async get(id: string): Promise<WorkspaceInfo> {

@@ -713,6 +713,25 @@ describe("errors", () => {
     expect(dropped).toMatchObject({ retryable: true, statusCode: undefined });
     expect(dropped.message).toContain(`no answer from ${new URL(emulator.connection.armEndpoint).host}`);
   });
+
+  it("a provider never registered in a subscription means none of its resources there; other errors still fail", async () => {
+    const unregistered = (operation: string, code: string, status: number) =>
+      admin(emulator, "POST", "/faults", {
+        operation,
+        count: 5,
+        action: { type: "status", status, code, message: "injected" },
+      });
+    await unregistered("batchAccounts.list", "MissingSubscriptionRegistration", 409);
+    await unregistered("workspaces.listBySubscription", "MissingSubscriptionRegistration", 409);
+    const [batch, workspaces] = [await azure.batch.list(sub), await azure.workspaces.list(sub)];
+    await admin(emulator, "DELETE", "/faults");
+    expect(batch).toEqual([]);
+    expect(workspaces).toEqual([]);
+    await unregistered("batchAccounts.list", "AuthorizationFailed", 403);
+    const error = await failure(azure.batch.list(sub));
+    await admin(emulator, "DELETE", "/faults");
+    expect(error).toMatchObject({ statusCode: 403 });
+  });
 });
 
 describe("helpers", () => {
