@@ -47,6 +47,7 @@ activity(ACTIVITY.regenerateKey, activities.regenerateKey);
 activity(ACTIVITY.moveConsumer, activities.moveConsumer);
 activity(ACTIVITY.verifyConsumers, activities.verifyConsumers);
 activity(ACTIVITY.recordRotation, recordRotation);
+activity(ACTIVITY.findNewConsumers, activities.findNewConsumers);
 
 df.app.client.http("startRotation", {
   route: "rotations",

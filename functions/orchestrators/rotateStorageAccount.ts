@@ -20,6 +20,7 @@ import {
 import {
   ACTIVITY,
   type KeyRef,
+  type FindNewConsumersOutput,
   type MoveConsumerOutput,
   type RegenerateKeyOutput,
   type VerifyConsumersOutput,
@@ -93,6 +94,24 @@ export const rotateStorageAccount: OrchestrationHandler = function* (context: Or
     switch (step.kind) {
       case "regenerateKey": {
         context.df.setCustomStatus(progress);
+        if (step.phase === "retireActive") {
+          // A datastore registered during the grace with the key about to die would break unseen.
+          const late = yield* newConsumersOnOldKey(
+            context,
+            plan,
+            rotationId,
+            resolveKeyTarget(step.keep, learned),
+          );
+          if ("outcome" in late)
+            return finish("stalled", `could not look for datastores added during the grace: ${late.reason}`);
+          armCalls += late.armCalls;
+          if (late.consumers.length > 0) {
+            return finish(
+              "stalled",
+              `stopped before regenerating ${step.key}, which is still valid: datastores added during the grace hold it (${late.consumers.map((c) => c.name).join(", ")}); re-register them with ${step.keep.key} or run keyturn again`,
+            );
+          }
+        }
         const out = yield* call<RegenerateKeyOutput>(context, ACTIVITY.regenerateKey, {
           accountId: plan.account.id,
           step,
@@ -289,4 +308,35 @@ function withFingerprints(plan: AccountPlan, keys: Record<KeyName, Fingerprint>)
     key1: { ...plan.keys.key1, fingerprint: keys.key1 },
     key2: { ...plan.keys.key2, fingerprint: keys.key2 },
   };
+}
+
+/** Datastores on the account that the plan does not know and that do not hold the new key. */
+function* newConsumersOnOldKey(
+  context: OrchestrationContext,
+  plan: AccountPlan,
+  rotationId: string,
+  newKey: Fingerprint,
+): Generator<Task, FindNewConsumersOutput | Stop, unknown> {
+  const workspaceIds = [
+    ...new Set(
+      plan.consumers
+        .map((c) =>
+          c.kind === "workspace"
+            ? c.id
+            : c.id.includes("/datastores/")
+              ? c.id.slice(0, c.id.indexOf("/datastores/"))
+              : "",
+        )
+        .filter((id) => id !== ""),
+    ),
+  ].sort();
+  if (workspaceIds.length === 0) return { consumers: [], armCalls: 0 };
+  const out = yield* call<FindNewConsumersOutput>(context, ACTIVITY.findNewConsumers, {
+    accountName: plan.account.name,
+    workspaceIds,
+    known: plan.consumers.map((c) => c.id),
+    salt: rotationId,
+  });
+  if ("outcome" in out) return out;
+  return { ...out, consumers: out.consumers.filter((c) => c.heldFingerprint !== newKey) };
 }

@@ -26,6 +26,7 @@ export const ACTIVITY = {
   moveConsumer: "moveConsumer",
   verifyConsumers: "verifyConsumers",
   recordRotation: "recordRotation",
+  findNewConsumers: "findNewConsumers",
 } as const;
 
 export const ORCHESTRATOR = {
@@ -144,4 +145,17 @@ export interface RotateAllInput {
   parallelism: number;
   trigger: "timer" | "http" | "cli";
   startedBy: string;
+}
+
+/** Before the old active key is regenerated: datastores on the account that the plan does not know. */
+export interface FindNewConsumersInput {
+  accountName: string;
+  /** Workspaces known to use the account: where a datastore added during the grace most likely is. */
+  workspaceIds: string[];
+  /** Consumer ids in the plan. */
+  known: string[];
+  salt: string;
+}
+export interface FindNewConsumersOutput extends Metered {
+  consumers: { id: string; name: string; heldFingerprint?: string }[];
 }

@@ -21,6 +21,8 @@ import type {
   DiscoverSubscriptionOutput,
   DiscoverWorkspaceInput,
   DiscoverWorkspaceOutput,
+  FindNewConsumersInput,
+  FindNewConsumersOutput,
   ListSubscriptionsInput,
   ListSubscriptionsOutput,
   MoveConsumerInput,
@@ -363,4 +365,31 @@ async function observe(
 
 function fingerprintsOf(keys: Record<KeyName, KeySnapshot>): Record<KeyName, Fingerprint> {
   return { key1: keys.key1.fingerprint, key2: keys.key2.fingerprint };
+}
+
+export async function findNewConsumers(
+  deps: ActivityDeps,
+  input: FindNewConsumersInput,
+): Promise<FindNewConsumersOutput> {
+  return metered(deps, async () => {
+    const known = new Set(input.known.map((id) => id.toLowerCase()));
+    const found: FindNewConsumersOutput["consumers"] = [];
+    for (const workspaceId of input.workspaceIds) {
+      for (const ds of await deps.azure.datastores.list(workspaceId)) {
+        if (
+          ds.credentialsType !== "AccountKey" ||
+          ds.accountName?.toLowerCase() !== input.accountName.toLowerCase()
+        )
+          continue;
+        if (known.has(ds.id.toLowerCase())) continue;
+        const held = await deps.azure.datastores.heldFingerprint(ds.id, input.salt);
+        found.push({
+          id: ds.id,
+          name: `${workspaceId.split("/").pop() ?? ""}/${ds.name}`,
+          ...(held ? { heldFingerprint: held } : {}),
+        });
+      }
+    }
+    return { consumers: found };
+  });
 }

@@ -1,7 +1,7 @@
 import { readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { startRotationRig, type RotationRig } from "../helpers/rotation";
-import { admin } from "../helpers/emulator";
+import { admin, clientsFor } from "../helpers/emulator";
 import { regenerationCounts } from "../helpers/estate";
 import { exitCode, scopeInstanceId, type RotationReport } from "../../shared/rotation";
 import { InstanceExistsError } from "../../local";
@@ -105,6 +105,52 @@ describe("an account whose keys cannot be read", () => {
     expect(research?.reason).toMatch(/keys could not be read.*ScopeLocked|ScopeLocked/);
     expect(report.accounts.find((a) => a.name === "stmllake")?.outcome).toBe("rotated");
     expect(regenerationCounts(rig.emulator).stmlresearch).toEqual(before);
+  });
+});
+
+describe("a datastore added during the grace period with the old key", () => {
+  it("stops the rotation before the old key is regenerated, naming the datastore", async () => {
+    let added = false;
+    const ml = clientsFor(rig.emulator).ml;
+    const storage = clientsFor(rig.emulator).storage;
+    rig.restart({
+      onActivity: async (info) => {
+        if (added || info.name !== "verifyConsumers" || info.phase !== "completed") return;
+        if (!info.instanceId.startsWith("keyturn-account-stmlresearch-")) return;
+        added = true;
+        // Consumers are on the new key now; someone registers a datastore with the old one by hand.
+        const moved = (await ml.datastores.listSecrets(
+          "rg-ml-research",
+          "mlw-research",
+          "workspaceblobstore",
+        )) as { key?: string };
+        const keys = (await storage.storageAccounts.listKeys("rg-ml-research", "stmlresearch")).keys!;
+        const old = keys.find((k) => k.value !== moved.key)!.value!;
+        await ml.datastores.createOrUpdate("rg-ml-research", "mlw-research", "late_arrival", {
+          properties: {
+            datastoreType: "AzureBlob",
+            accountName: "stmlresearch",
+            containerName: "late",
+            credentials: { credentialsType: "AccountKey", secrets: { secretsType: "AccountKey", key: old } },
+          } as never,
+        });
+      },
+    });
+    const before = regenerationCounts(rig.emulator).stmlresearch!;
+    const { report } = await rig.rotate({ storageAccounts: ["stmlresearch"] }, { force: true });
+    rig.restart();
+    expect(added).toBe(true);
+    const research = report.accounts[0]!;
+    expect(research.outcome).toBe("stalled");
+    expect(research.reason).toMatch(/late_arrival/);
+    // Only the standby was regenerated: the datastore's key still works.
+    const after = regenerationCounts(rig.emulator).stmlresearch!;
+    expect(after.key1 + after.key2).toBe(before.key1 + before.key2 + 1);
+    expect(research.keysRegenerated).toHaveLength(1);
+    const state = (await admin(rig.emulator, "GET", "/state")).body as {
+      consumers: { name: string; heldKeyName: string | null }[];
+    };
+    expect(state.consumers.find((c) => c.name === "mlw-research/late_arrival")?.heldKeyName).not.toBeNull();
   });
 });
 
