@@ -2,8 +2,8 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { startEmulator, type Emulator } from "../emulator";
-import { emulatorFingerprint } from "../emulator/describe";
-import { ORCHESTRATOR, type RotateAllInput } from "../shared/activities/contracts";
+import { emulatorFingerprint } from "../emulator/consumers";
+import { ORCHESTRATOR, rotateAllInput } from "../shared/activities/contracts";
 import { SETTING } from "../shared/config";
 import {
   DEFAULT_MIN_KEY_AGE_DAYS,
@@ -80,16 +80,11 @@ export async function demo(io: Io, options: DemoOptions = {}): Promise<number> {
       ].join("\n") + "\n",
     );
 
-    const input: RotateAllInput = {
-      scope,
-      dryRun: false,
-      force: false,
-      graceSeconds,
-      minKeyAgeDays: DEFAULT_MIN_KEY_AGE_DAYS,
-      parallelism: DEFAULT_PARALLELISM,
-      trigger: "cli",
-      startedBy: "keyturn demo",
-    };
+    const input = rotateAllInput(
+      { scope, dryRun: false, force: false, graceSeconds },
+      { minKeyAgeDays: DEFAULT_MIN_KEY_AGE_DAYS, parallelism: DEFAULT_PARALLELISM },
+      { trigger: "cli", startedBy: "keyturn demo" },
+    );
     host = createHost(io, { verbose: options.verbose === true });
     const id = scopeInstanceId(scope);
     const started = Date.now();

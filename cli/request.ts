@@ -1,6 +1,6 @@
 import { userInfo, hostname } from "node:os";
 import { loadConfig, type KeyturnConfig } from "../shared/config";
-import type { RotateAllInput } from "../shared/activities/contracts";
+import { rotateAllInput, type RotateAllInput } from "../shared/activities/contracts";
 import {
   InvalidInputError,
   MAX_GRACE_SECONDS,
@@ -103,16 +103,7 @@ export async function buildRotateInput(
     );
   }
   const valid = validation.value;
-  return {
-    scope: valid.scope,
-    dryRun: valid.dryRun,
-    force: valid.force,
-    graceSeconds,
-    minKeyAgeDays: config.minKeyAgeDays,
-    parallelism: config.parallelism,
-    trigger: "cli",
-    startedBy: whoAmI(),
-  };
+  return rotateAllInput({ ...valid, graceSeconds }, config, { trigger: "cli", startedBy: whoAmI() });
 }
 
 function whoAmI(): string {

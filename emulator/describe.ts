@@ -55,5 +55,3 @@ export function describeEmulator(emulator: Emulator): string {
   lines.push(`Outages so far: ${outages.length}`);
   return lines.join("\n");
 }
-
-export { emulatorFingerprint };

@@ -14,7 +14,7 @@ import { SubscriptionThrottle } from "./throttle";
 import { Faults, type FaultAction } from "./faults";
 import { sampleLatencyMs } from "./latency";
 import { buildEstate, EMULATOR_TENANT_ID } from "./estates";
-import { resourceKey, type Estate, type KeyVault } from "./model";
+import type { Estate, KeyVault } from "./model";
 import { startDataPlane, type DataPlane } from "./dataplane";
 import { ConsumerJobs, OutageLog } from "./consumers";
 import type { ArmRoute, EmulatorContext, EmulatorSettings, ProviderName } from "./context";
@@ -614,8 +614,4 @@ async function makeCertificate(): Promise<{ key: string; cert: string }> {
     }),
   );
   return { key: pems.private, cert: pems.cert };
-}
-
-export function findVault(estate: Estate, name: string): KeyVault | undefined {
-  return [...estate.vaults.values()].find((v) => resourceKey(v.name) === resourceKey(name));
 }

@@ -2,7 +2,7 @@ import type { HttpRequest, HttpResponseInit, InvocationContext, Timer } from "@a
 import type { DurableClient } from "durable-functions";
 import { ConfigError, loadConfig, type KeyturnConfig } from "../shared/config";
 import { scopeInstanceId, validateRotationRequest, type RotationScope } from "../shared/rotation";
-import { ORCHESTRATOR, type RotateAllInput } from "../shared/activities/contracts";
+import { ORCHESTRATOR, rotateAllInput } from "../shared/activities/contracts";
 import { activityDeps } from "./deps";
 import { scrubError } from "../shared/errors";
 
@@ -70,13 +70,7 @@ export async function startRotation(
       statusUri: `/api/rotations/${instanceId}`,
     });
   }
-  const input: RotateAllInput = {
-    scope: valid.scope,
-    dryRun: valid.dryRun,
-    force: valid.force,
-    graceSeconds: valid.graceSeconds,
-    minKeyAgeDays: settings.minKeyAgeDays,
-    parallelism: settings.parallelism,
+  const input = rotateAllInput(valid, settings, {
     trigger: "http",
     // App Service Authentication sets this header and strips any the caller sends; with function keys
     // alone anyone could, so it is recorded only when authentication is on.
@@ -84,7 +78,7 @@ export async function startRotation(
       (process.env.WEBSITE_AUTH_ENABLED === "True"
         ? request.headers.get("x-ms-client-principal-name")
         : null) ?? "function key",
-  };
+  });
   await client.startNew(ORCHESTRATOR.rotateAll, { instanceId, input });
   context.log(`keyturn: started ${instanceId}${valid.dryRun ? " (dry run)" : ""}`);
   const response = client.createCheckStatusResponse(request, instanceId);
@@ -137,16 +131,7 @@ export async function getPlan(
   );
   if (!validation.ok) return problem(400, "invalid plan request", { reasons: validation.reasons });
   const instanceId = `${scopeInstanceId(validation.value.scope)}-plan-${context.invocationId}`;
-  const input: RotateAllInput = {
-    scope: validation.value.scope,
-    dryRun: true,
-    force: false,
-    graceSeconds: validation.value.graceSeconds,
-    minKeyAgeDays: settings.minKeyAgeDays,
-    parallelism: settings.parallelism,
-    trigger: "http",
-    startedBy: "plan",
-  };
+  const input = rotateAllInput(validation.value, settings, { trigger: "http", startedBy: "plan" });
   await client.startNew(ORCHESTRATOR.rotateAll, { instanceId, input });
   const response = await client.waitForCompletionOrCreateCheckStatusResponse(request, instanceId, {
     timeoutInMilliseconds: 60_000,
@@ -170,16 +155,14 @@ export async function monthlyRotation(
     );
     return;
   }
-  const input: RotateAllInput = {
-    scope,
-    dryRun: false,
-    force: false,
-    graceSeconds: settings.graceSeconds,
-    minKeyAgeDays: settings.minKeyAgeDays,
-    parallelism: settings.parallelism,
-    trigger: "timer",
-    startedBy: "schedule",
-  };
+  const input = rotateAllInput(
+    { scope, dryRun: false, force: false, graceSeconds: settings.graceSeconds },
+    settings,
+    {
+      trigger: "timer",
+      startedBy: "schedule",
+    },
+  );
   await client.startNew(ORCHESTRATOR.rotateAll, { instanceId, input });
   context.log(`keyturn: scheduled rotation ${instanceId} started`);
 }

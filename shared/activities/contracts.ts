@@ -10,7 +10,9 @@ import type {
   RotationScope,
   StorageAccountSnapshot,
   VerifyConsumersStep,
+  ValidRotationRequest,
 } from "../rotation";
+import type { KeyturnConfig } from "../config";
 
 /**
  * What crosses the orchestration boundary: names, ids and fingerprints, never key values (I3).
@@ -158,4 +160,21 @@ export interface FindNewConsumersInput {
 }
 export interface FindNewConsumersOutput extends Metered {
   consumers: { id: string; name: string; heldFingerprint?: string }[];
+}
+
+/** The one way a starter (HTTP, timer, CLI) turns a validated request and the settings into rotateAll's input. */
+export function rotateAllInput(
+  request: Pick<ValidRotationRequest, "scope" | "dryRun" | "force" | "graceSeconds">,
+  settings: Pick<KeyturnConfig, "minKeyAgeDays" | "parallelism">,
+  origin: Pick<RotateAllInput, "trigger" | "startedBy">,
+): RotateAllInput {
+  return {
+    scope: request.scope,
+    dryRun: request.dryRun,
+    force: request.force,
+    graceSeconds: request.graceSeconds,
+    minKeyAgeDays: settings.minKeyAgeDays,
+    parallelism: settings.parallelism,
+    ...origin,
+  };
 }
