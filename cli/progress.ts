@@ -48,7 +48,7 @@ export function progressLines(
   }
   for (const [name, state] of accounts) {
     let text = `  ${name.padEnd(width)}  ${state}`;
-    const step = state === "running" ? steps.get(name) : undefined;
+    const step = state === "running" || state === "grace" ? steps.get(name) : undefined;
     if (step) {
       text += `  step ${step.index}/${step.of} ${step.step}`;
       if (step.graceUntil) {

@@ -4,9 +4,11 @@ import { EVENT_TYPE_NAMES, type HistoryEvent } from "../local/durable-protocol";
 import { ORCHESTRATOR, type RotateAllInput } from "../shared/activities/contracts";
 import { formatDuration, renderReport, type AccountExecution } from "../shared/rotation";
 import type { RotationProgress } from "../functions/orchestrators/rotateAll";
-import type {
-  AccountProgress,
-  RotateStorageAccountInput,
+import {
+  isPaused,
+  type AccountProgress,
+  type RotateStorageAccountInput,
+  type RotateStorageAccountOutput,
 } from "../functions/orchestrators/rotateStorageAccount";
 import { CliError } from "./errors";
 import type { Io } from "./io";
@@ -233,7 +235,9 @@ export function summarize(entry: Entry): string {
     const progress = status.customStatus as Partial<AccountProgress> | null;
     const account = progress?.account ?? "";
     if (status.runtimeStatus === "Completed" && status.output) {
-      const execution = status.output as AccountExecution;
+      const output = status.output as RotateStorageAccountOutput;
+      if (isPaused(output)) return `${account} in its grace until ${shortTime(output.until)}`;
+      const execution: AccountExecution = output;
       return oneLine(`${account} ${execution.outcome}${execution.reason ? `: ${execution.reason}` : ""}`);
     }
     if (!progress?.step) return account || "starting";

@@ -5,6 +5,7 @@ import { heartbeat } from "./heartbeat";
 import { getPlan, getRotation, listRotations, monthlyRotation, startRotation } from "./http";
 import { rotateAll } from "./orchestrators/rotateAll";
 import { rotateStorageAccount } from "./orchestrators/rotateStorageAccount";
+import { rotateLane } from "./orchestrators/rotateLane";
 import { ACTIVITY, ORCHESTRATOR } from "../shared/activities/contracts";
 import * as activities from "../shared/activities";
 import { activityDeps } from "./deps";
@@ -18,6 +19,7 @@ app.http("health", { methods: ["GET"], authLevel: "anonymous", route: "health", 
 
 df.app.orchestration(ORCHESTRATOR.rotateAll, rotateAll);
 df.app.orchestration(ORCHESTRATOR.rotateStorageAccount, rotateStorageAccount);
+df.app.orchestration(ORCHESTRATOR.rotateLane, rotateLane);
 
 type Work<I, O> = (deps: activities.ActivityDeps, input: I) => Promise<O>;
 
@@ -44,10 +46,9 @@ activity(ACTIVITY.discoverWorkspace, activities.discoverWorkspace);
 activity(ACTIVITY.discoverSecrets, activities.discoverSecrets);
 activity(ACTIVITY.snapshotAccount, activities.snapshotAccount);
 activity(ACTIVITY.regenerateKey, activities.regenerateKey);
-activity(ACTIVITY.moveConsumer, activities.moveConsumer);
-activity(ACTIVITY.verifyConsumers, activities.verifyConsumers);
+activity(ACTIVITY.moveAndVerify, activities.moveAndVerify);
 activity(ACTIVITY.recordRotation, recordRotation);
-activity(ACTIVITY.findNewConsumers, activities.findNewConsumers);
+activity(ACTIVITY.findLateDatastores, activities.findLateDatastores);
 
 df.app.client.http("startRotation", {
   route: "rotations",

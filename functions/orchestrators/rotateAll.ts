@@ -1,11 +1,9 @@
 import type { OrchestrationContext, OrchestrationHandler, Task } from "durable-functions";
 import type { RecordRotationInput } from "../../shared/activities/record";
 import {
-  accountInstanceId,
   accountRef,
   consumerRef,
   accountReport,
-  inProgressReport,
   buildConsumerGraph,
   isAccountInScope,
   planAccount,
@@ -27,14 +25,14 @@ import {
   type RotateAllInput,
   type SnapshotAccountOutput,
 } from "../../shared/activities/contracts";
-import type { RotateStorageAccountInput, RotateStorageAccountOutput } from "./rotateStorageAccount";
+import { assignLanes, type RotateLaneInput } from "./rotateLane";
 import { ACTIVITY_RETRY, all, errorMessage, settle } from "./retry";
 
 export interface RotationProgress {
   rotationId: string;
   phase: "discovering" | "planning" | "rotating" | "done";
   /** Every account's state, or only the running ones once there are more than MAX_LISTED. */
-  accounts: Record<string, AccountReport["outcome"] | "queued" | "running">;
+  accounts: Record<string, AccountReport["outcome"] | "queued" | "running" | "grace">;
   /** How many accounts are in each state. */
   counts: Record<string, number>;
   report?: RotationReport;
@@ -171,43 +169,38 @@ export const rotateAll: OrchestrationHandler = function* (context: Orchestration
   // Starters validate it; the durable webhook does not, and 0 or NaN here would hang or drop accounts.
   const parallelism =
     Number.isInteger(input.parallelism) && input.parallelism >= 1 ? Math.min(input.parallelism, 64) : 8;
-  for (let i = 0; i < toRotate.length; i += parallelism) {
-    const batch = toRotate.slice(i, i + parallelism);
-    for (const r of batch) status.accounts[r.plan.account.name] = "running";
-    context.df.setCustomStatus(publishable(status));
-    const tasks = batch.map((r) =>
-      context.df.callSubOrchestrator(
-        ORCHESTRATOR.rotateStorageAccount,
-        { plan: r.plan, rotationId } satisfies RotateStorageAccountInput,
-        accountInstanceId(r.plan.account.id),
-      ),
-    );
-    yield* settle(context, tasks);
-    batch.forEach((r, k) => {
-      const task = tasks[k]!;
-      const childId = accountInstanceId(r.plan.account.id);
-      if (task.isFaulted && /already (Running|Pending)/i.test(errorMessage(task.result))) {
-        // Another rotation holds this account (I5): not ours to touch, and not a failure of it.
-        const report = inProgressReport(r.plan.account, childId);
-        reports.push(report);
-        status.accounts[report.name] = report.outcome;
-        return;
-      }
-      const execution: RotateStorageAccountOutput =
-        task.isCompleted && !task.isFaulted
-          ? (task.result as RotateStorageAccountOutput)
-          : {
+  // At most `parallelism` accounts do ARM work at once, one per lane; an account waiting out its grace
+  // holds no lane, so every grace overlaps other accounts' work (DESIGN §10).
+  const lanes = assignLanes(toRotate, parallelism);
+  for (const r of toRotate) status.accounts[r.plan.account.name] = "running";
+  context.df.setCustomStatus(publishable(status));
+  const laneTasks = lanes.map((accounts, i) =>
+    context.df.callSubOrchestrator(
+      ORCHESTRATOR.rotateLane,
+      { rotationId, accounts } satisfies RotateLaneInput,
+      `${context.df.instanceId}:lane-${i}`,
+    ),
+  );
+  yield* settle(context, laneTasks);
+  lanes.forEach((accounts, i) => {
+    const task = laneTasks[i]!;
+    const laneReports =
+      task.isCompleted && !task.isFaulted
+        ? (task.result as AccountReport[])
+        : accounts.map((r) =>
+            accountReport(r, {
               outcome: "failed",
               reason: task.isFaulted ? errorMessage(task.result) : "did not finish",
               durationMs: 0,
               armCalls: 0,
-            };
-      const report = accountReport(r, execution);
+            }),
+          );
+    for (const report of laneReports) {
       reports.push(report);
       status.accounts[report.name] = report.outcome;
-    });
-    context.df.setCustomStatus(publishable(status));
-  }
+    }
+  });
+  context.df.setCustomStatus(publishable(status));
 
   const report: RotationReport = {
     rotationId,

@@ -1,16 +1,18 @@
 import type {
   Consumer,
+  ConsumerCheck,
   ConsumerMove,
-  ConsumerObservation,
+  FindLateResult,
   Fingerprint,
   KeyName,
-  LearnedFingerprints,
-  RegenerateKeyStep,
-  RegenerationDecision,
+  KeyRef,
+  MoveAndVerifyResult,
+  PlanPhase,
+  RegenerateResult,
   RotationScope,
   StorageAccountSnapshot,
-  VerifyConsumersStep,
   ValidRotationRequest,
+  VerifiedDatastore,
 } from "../rotation";
 import type { KeyturnConfig } from "../config";
 
@@ -25,15 +27,15 @@ export const ACTIVITY = {
   discoverSecrets: "discoverSecrets",
   snapshotAccount: "snapshotAccount",
   regenerateKey: "regenerateKey",
-  moveConsumer: "moveConsumer",
-  verifyConsumers: "verifyConsumers",
+  moveAndVerify: "moveAndVerify",
   recordRotation: "recordRotation",
-  findNewConsumers: "findNewConsumers",
+  findLateDatastores: "findLateDatastores",
 } as const;
 
 export const ORCHESTRATOR = {
   rotateAll: "rotateAll",
   rotateStorageAccount: "rotateStorageAccount",
+  rotateLane: "rotateLane",
 } as const;
 
 /** Every activity reports the ARM calls it made, so a report can say what a rotation cost. */
@@ -95,47 +97,40 @@ export interface SnapshotAccountOutput extends Metered {
 
 export interface RegenerateKeyInput {
   accountId: string;
-  step: RegenerateKeyStep;
-  learned: LearnedFingerprints;
+  /** The key to regenerate, as the snapshot saw it. */
+  expect: KeyRef;
+  /** The key consumers were moved to: it must be unchanged (I2). */
+  keep: KeyRef;
   salt: string;
 }
-export interface RegenerateKeyOutput extends Metered {
-  decision: RegenerationDecision["action"];
-  reason?: string;
-  keys: Record<KeyName, Fingerprint>;
-}
+export type RegenerateKeyOutput = RegenerateResult;
 
-/** A key as the activity must find it: by name, with the fingerprint the plan expects it to have. */
-export interface KeyRef {
-  key: KeyName;
-  fingerprint: Fingerprint;
-}
-
-export interface MoveConsumerInput {
+export interface MoveAndVerifyInput {
   accountId: string;
-  move: ConsumerMove;
+  phase: PlanPhase;
+  moves: ConsumerMove[];
+  checks: ConsumerCheck[];
   to: KeyRef;
+  /** The account's keys as the last regeneration left them: used when no key needs to be read. */
+  keys: Record<KeyName, Fingerprint>;
+  verified: Record<string, VerifiedDatastore>;
+  lastKeySyncBefore: Record<string, string>;
   salt: string;
   rotationId: string;
 }
-export interface MoveConsumerOutput extends Metered {
-  result: "written" | "already-done";
-  /** Batch: `autoStorage.lastKeySync` read just before the sync, so verification can see it move. */
-  lastKeySyncBefore?: string;
-}
+export type MoveAndVerifyOutput = MoveAndVerifyResult;
 
-export interface VerifyConsumersInput {
-  accountId: string;
-  step: VerifyConsumersStep;
-  on: KeyRef;
+/** Before the old active key is regenerated: datastores on the account added or changed during the grace. */
+export interface FindLateDatastoresInput {
+  accountName: string;
+  /** Workspaces known to use the account: where a datastore added during the grace most likely is. */
+  workspaceIds: string[];
+  /** Datastores verified earlier, with the list metadata seen then. */
+  known: Record<string, VerifiedDatastore>;
+  /** Consumer ids in the plan (datastores the plan knows but did not verify count as unknown). */
   salt: string;
-  /** Batch lastKeySync values before the moves, by consumer id: verification looks for them to move. */
-  lastKeySyncBefore: Record<string, string | undefined>;
 }
-export interface VerifyConsumersOutput extends Metered {
-  observations: ConsumerObservation[];
-  current: Record<KeyName, Fingerprint>;
-}
+export type FindLateDatastoresOutput = FindLateResult;
 
 /** Input of rotateAll, from the timer, the HTTP API or the CLI. */
 export interface RotateAllInput {
@@ -147,19 +142,6 @@ export interface RotateAllInput {
   parallelism: number;
   trigger: "timer" | "http" | "cli";
   startedBy: string;
-}
-
-/** Before the old active key is regenerated: datastores on the account that the plan does not know. */
-export interface FindNewConsumersInput {
-  accountName: string;
-  /** Workspaces known to use the account: where a datastore added during the grace most likely is. */
-  workspaceIds: string[];
-  /** Consumer ids in the plan. */
-  known: string[];
-  salt: string;
-}
-export interface FindNewConsumersOutput extends Metered {
-  consumers: { id: string; name: string; heldFingerprint?: string }[];
 }
 
 /** The one way a starter (HTTP, timer, CLI) turns a validated request and the settings into rotateAll's input. */

@@ -1,17 +1,22 @@
 import {
+  creationTimesUnchanged,
   fingerprint,
-  moveGuard,
-  regenerationGuard,
+  guardRegeneration,
+  isServiceChosen,
   type Consumer,
+  type ConsumerMove,
   type ConsumerObservation,
   type Fingerprint,
   type KeyName,
   type KeySnapshot,
-  type MoveConsumersStep,
+  type MoveOutcome,
   type ProbeResult,
+  type VerifiedDatastore,
 } from "../rotation";
+import { mapLimit } from "../concurrency";
+import type { KeyReader } from "../azure/storage";
 import type { KeyturnConfig } from "../config";
-import { KeyturnError, scrubError } from "../errors";
+import { KeyturnError } from "../errors";
 import { countArmCalls, unreadSnapshot, type Azure } from "../azure";
 import type { AuditStore } from "../audit";
 import type {
@@ -21,18 +26,16 @@ import type {
   DiscoverSubscriptionOutput,
   DiscoverWorkspaceInput,
   DiscoverWorkspaceOutput,
-  FindNewConsumersInput,
-  FindNewConsumersOutput,
+  FindLateDatastoresInput,
+  FindLateDatastoresOutput,
   ListSubscriptionsInput,
   ListSubscriptionsOutput,
-  MoveConsumerInput,
-  MoveConsumerOutput,
+  MoveAndVerifyInput,
+  MoveAndVerifyOutput,
   RegenerateKeyInput,
   RegenerateKeyOutput,
   SnapshotAccountInput,
   SnapshotAccountOutput,
-  VerifyConsumersInput,
-  VerifyConsumersOutput,
 } from "./contracts";
 
 /**
@@ -196,184 +199,245 @@ export async function regenerateKey(
   deps: ActivityDeps,
   input: RegenerateKeyInput,
 ): Promise<RegenerateKeyOutput> {
-  return metered(deps, async () => {
-    const current = await deps.azure.storage.fingerprints(input.accountId, input.salt);
-    const decision = regenerationGuard(input.step, current, input.learned);
-    if (decision.action !== "regenerate")
-      return { decision: decision.action, reason: decision.reason, keys: current };
-    const keys = await deps.azure.storage.regenerate(input.accountId, input.step.key, input.salt);
-    return { decision: decision.action, keys: fingerprintsOf(keys) };
+  return metered(deps, async (): Promise<Omit<RegenerateKeyOutput, "armCalls">> => {
+    const { accountId, expect, keep, salt } = input;
+    const storage = deps.azure.storage;
+    // Azure's creation times let the guard cost a read; the fingerprints decide whenever they do not.
+    const times =
+      expect.creationTime !== undefined && keep.creationTime !== undefined
+        ? (await storage.getAccount(accountId)).keyCreationTime
+        : {};
+    if (!creationTimesUnchanged(expect, keep, times)) {
+      const current = await storage.fingerprints(accountId, salt);
+      const decision = guardRegeneration(expect, keep, current);
+      if (decision.action !== "regenerate")
+        return { decision: decision.action, reason: decision.reason, keys: current, creationTimes: times };
+    }
+    const keys = await storage.regenerate(accountId, expect.key, salt);
+    let creationTimes = timesOf(keys);
+    // The next guard is a read only if the new key's creation time is known.
+    if (creationTimes[expect.key] === undefined)
+      creationTimes = (await storage.getAccount(accountId)).keyCreationTime;
+    return { decision: "regenerate", keys: fingerprintsOf(keys), creationTimes };
   });
 }
 
-export async function moveConsumer(
+/** Calls in flight for one account; the ARM pacer sets the pace across accounts. */
+const PER_ACCOUNT_CONCURRENCY = 4;
+
+/**
+ * Moves an account's consumers to `to` and verifies every check, reading the account's keys at most
+ * once (DESIGN §10): datastores re-registered in place, Key Vault secret versions, then the services
+ * that pick their own key (workspace resync, Batch sync), which may follow the others. Every write uses
+ * the key only if it still has the fingerprint the plan moved consumers to (I4).
+ */
+export async function moveAndVerify(
   deps: ActivityDeps,
-  input: MoveConsumerInput,
-): Promise<MoveConsumerOutput> {
-  return metered(deps, async (): Promise<Omit<MoveConsumerOutput, "armCalls">> => {
-    const { move, to, salt, accountId } = input;
-    const consumer = move.consumer;
-    const alreadyThere = (held: Fingerprint | undefined) =>
-      moveGuard(
-        { to: { key: to.key, source: "snapshot", fingerprint: to.fingerprint } } as MoveConsumersStep,
-        held,
-        {},
-      ) === "already-done";
+  input: MoveAndVerifyInput,
+): Promise<MoveAndVerifyOutput> {
+  return metered(deps, async (): Promise<Omit<MoveAndVerifyOutput, "armCalls">> => {
+    const { accountId, to, salt } = input;
+    const keys = deps.azure.storage.reader(accountId);
+    try {
+      const target = async (): Promise<string> => {
+        const value = await keys.value(to.key);
+        if (fingerprint(value, salt) !== to.fingerprint) {
+          throw new KeyChangedError(
+            `${to.key} of ${accountId} is no longer the key this rotation moved consumers to (expected ${to.fingerprint}): it was regenerated outside keyturn. Nothing was written; run keyturn again to start from the keys as they are.`,
+          );
+        }
+        return value;
+      };
+      const written = input.moves.filter((m) => !isServiceChosen(m.consumer.kind));
+      const chosen = input.moves.filter((m) => isServiceChosen(m.consumer.kind));
+      const moveOne = (move: ConsumerMove) => moveConsumer(deps, input, move, target, keys);
+      const moves = await mapLimit(written, PER_ACCOUNT_CONCURRENCY, moveOne);
+      moves.push(...(await mapLimit(chosen, PER_ACCOUNT_CONCURRENCY, moveOne)));
+      if (moves.some((m) => m.error !== undefined))
+        return { moves, observations: [], current: input.keys, verified: {} };
+      const { observations, verified } = await verifyChecks(deps, input, target, keys);
+      const current = keys.used ? await keys.fingerprints(salt) : input.keys;
+      return { moves, observations, current, verified };
+    } catch (e) {
+      throw keys.scrub(e);
+    }
+  });
+}
+
+async function moveConsumer(
+  deps: ActivityDeps,
+  input: MoveAndVerifyInput,
+  move: ConsumerMove,
+  target: () => Promise<string>,
+  keys: KeyReader,
+): Promise<MoveOutcome> {
+  const consumer = move.consumer;
+  try {
     switch (move.operation) {
-      case "putDatastore": {
-        if (alreadyThere(await deps.azure.datastores.heldFingerprint(consumer.id, salt)))
-          return { result: "already-done" };
-        await withExpectedKey(deps, accountId, to, salt, (key) =>
-          deps.azure.datastores.putKey(consumer.id, key),
-        );
-        return { result: "written" };
-      }
+      case "putDatastore":
+        // No read first: writing the same key twice is harmless, and the read would cost a write.
+        await deps.azure.datastores.putKey(consumer.id, await target());
+        return { consumerId: consumer.id };
       case "setSecretVersion": {
         if (consumer.kind !== "keyVaultSecret")
           throw new KeyturnError(`${consumer.name} is not a Key Vault secret`);
-        if (
-          alreadyThere(await deps.azure.secrets.heldFingerprint(consumer.vaultUrl, consumer.secretName, salt))
-        ) {
-          return { result: "already-done" };
-        }
-        await withExpectedKey(deps, accountId, to, salt, (key) =>
-          deps.azure.secrets.publish(consumer.vaultUrl, consumer.secretName, key, {
-            "keyturn-storage-account": accountId,
-            "keyturn-key-name": to.key,
-            "keyturn-rotation-id": input.rotationId,
-          }),
+        const held = await deps.azure.secrets.heldFingerprint(
+          consumer.vaultUrl,
+          consumer.secretName,
+          input.salt,
         );
-        return { result: "written" };
+        // A retried move does not add a second version.
+        if (held !== input.to.fingerprint) {
+          await deps.azure.secrets.publish(consumer.vaultUrl, consumer.secretName, await target(), {
+            "keyturn-storage-account": input.accountId,
+            "keyturn-key-name": input.to.key,
+            "keyturn-rotation-id": input.rotationId,
+          });
+        }
+        return { consumerId: consumer.id };
       }
       case "syncAutoStorageKeys": {
         const before = await deps.azure.batch.get(consumer.id);
         await deps.azure.batch.syncAutoStorageKeys(consumer.id);
-        return {
-          result: "written",
-          ...(before.autoStorage?.lastKeySync ? { lastKeySyncBefore: before.autoStorage.lastKeySync } : {}),
-        };
+        const lastKeySync = before.autoStorage?.lastKeySync;
+        return { consumerId: consumer.id, ...(lastKeySync ? { lastKeySyncBefore: lastKeySync } : {}) };
       }
-      case "resyncKeys": {
+      case "resyncKeys":
         // The service picks the key; verification checks it picked a live one.
         await deps.azure.workspaces.resync(consumer.id);
-        return { result: "written" };
-      }
+        return { consumerId: consumer.id };
     }
-  });
+  } catch (e) {
+    return { consumerId: consumer.id, error: keys.scrub(e).message };
+  }
 }
 
-/** Reads the key by name and uses it only if it still is the key the plan moved consumers to (I4). */
-async function withExpectedKey(
+async function verifyChecks(
   deps: ActivityDeps,
-  accountId: string,
-  expected: { key: KeyName; fingerprint: Fingerprint },
-  salt: string,
-  use: (key: string) => Promise<unknown>,
-): Promise<void> {
-  await deps.azure.storage.withKey(accountId, expected.key, async (key) => {
-    if (fingerprint(key, salt) !== expected.fingerprint) {
-      throw new KeyChangedError(
-        `${expected.key} of ${accountId} is no longer the key this rotation moved consumers to (expected ${expected.fingerprint}): it was regenerated outside keyturn. Nothing was written; run keyturn again to start from the keys as they are.`,
-      );
-    }
-    await use(key);
-  });
-}
-
-export async function verifyConsumers(
-  deps: ActivityDeps,
-  input: VerifyConsumersInput,
-): Promise<VerifyConsumersOutput> {
-  return metered(deps, async () => {
-    const { accountId, step, on, salt } = input;
-    const [current, account] = await Promise.all([
-      deps.azure.storage.fingerprints(accountId, salt),
-      deps.azure.storage.getAccount(accountId),
-    ]);
-    const probe = async (container: string | undefined): Promise<ProbeResult> => {
-      if (!account.blobEndpoint) return "not-probed";
-      if (current[on.key] !== on.fingerprint) return "not-probed";
-      return deps.azure.storage.withKey(accountId, on.key, async (key) => {
-        const result = await deps.azure.probe.probe({
-          blobEndpoint: account.blobEndpoint!,
-          accountName: account.name,
-          key,
+  input: MoveAndVerifyInput,
+  target: () => Promise<string>,
+  keys: KeyReader,
+): Promise<{ observations: ConsumerObservation[]; verified: Record<string, VerifiedDatastore> }> {
+  const { accountId, to, salt } = input;
+  // Listed before any secret is read: a write after this shows as a newer lastModifiedAt later.
+  const listed = new Map<string, string | undefined>();
+  const workspaceIds = [
+    ...new Set(
+      input.checks.flatMap((c) => (c.consumer.kind === "datastore" ? [c.consumer.workspaceId] : [])),
+    ),
+  ];
+  for (const workspaceId of workspaceIds) {
+    for (const ds of await deps.azure.datastores.list(workspaceId))
+      listed.set(ds.id.toLowerCase(), ds.modifiedAt);
+  }
+  let account: Promise<{ blobEndpoint?: string; name: string }> | undefined;
+  const probes = new Map<string, Promise<ProbeResult>>();
+  const probe = (container: string | undefined): Promise<ProbeResult> => {
+    const cacheKey = container ?? "";
+    let result = probes.get(cacheKey);
+    if (!result) {
+      result = (async (): Promise<ProbeResult> => {
+        account ??= deps.azure.storage.getAccount(accountId);
+        const { blobEndpoint, name } = await account;
+        if (!blobEndpoint) return "not-probed";
+        const outcome = await deps.azure.probe.probe({
+          blobEndpoint,
+          accountName: name,
+          key: await target(),
           ...(container ? { container } : {}),
         });
-        if (result.ok === true) return "ok";
-        if (result.ok === "skipped") return "not-probed";
-        return result.status === 403 ? "denied" : "failed";
-      });
-    };
-    const observations: ConsumerObservation[] = [];
-    for (const { consumer, expect } of step.checks) {
-      try {
-        observations.push(await observe(deps, consumer, expect, salt, on, probe, input.lastKeySyncBefore));
-      } catch (e) {
-        observations.push({ consumerId: consumer.id, error: scrubError(e).message });
+        if (outcome.ok === true) return "ok";
+        if (outcome.ok === "skipped") return "not-probed";
+        return outcome.status === 403 ? "denied" : "failed";
+      })();
+      probes.set(cacheKey, result);
+    }
+    return result;
+  };
+  const verified: Record<string, VerifiedDatastore> = {};
+  const observations = await mapLimit(input.checks, PER_ACCOUNT_CONCURRENCY, async ({ consumer, expect }) => {
+    try {
+      switch (consumer.kind) {
+        case "datastore": {
+          const modifiedAt = listed.get(consumer.id.toLowerCase());
+          const before = input.verified[consumer.id];
+          if (
+            before &&
+            modifiedAt !== undefined &&
+            before.modifiedAt === modifiedAt &&
+            before.fingerprint === to.fingerprint
+          )
+            return {
+              consumerId: consumer.id,
+              heldFingerprint: before.fingerprint,
+              probe: "unchanged" as const,
+            };
+          const held = await deps.azure.datastores.heldFingerprint(consumer.id, salt);
+          // File shares have no probe of their own here: the account's blob service proves the key instead.
+          const container = consumer.datastoreType === "AzureFile" ? undefined : consumer.container;
+          const observed: ConsumerObservation = {
+            consumerId: consumer.id,
+            ...(held ? { heldFingerprint: held } : {}),
+            ...(held === to.fingerprint ? { probe: await probe(container) } : {}),
+          };
+          if (held !== undefined && modifiedAt !== undefined && observed.probe === "ok")
+            verified[consumer.id] = { modifiedAt, fingerprint: held };
+          return observed;
+        }
+        case "keyVaultSecret": {
+          const held = await deps.azure.secrets.heldFingerprint(consumer.vaultUrl, consumer.secretName, salt);
+          return {
+            consumerId: consumer.id,
+            ...(held ? { heldFingerprint: held } : {}),
+            ...(held === to.fingerprint && input.phase !== "retireActive"
+              ? { probe: await probe(undefined) }
+              : {}),
+          };
+        }
+        case "workspace": {
+          const held = await deps.azure.workspaces.heldFingerprint(consumer.id, salt);
+          return { consumerId: consumer.id, ...(held ? { heldFingerprint: held } : {}) };
+        }
+        case "batchAutoStorage": {
+          const after = (await deps.azure.batch.get(consumer.id)).autoStorage?.lastKeySync;
+          const before = input.lastKeySyncBefore[consumer.id] ?? consumer.lastKeySync;
+          const moved =
+            after !== undefined && (before === undefined || Date.parse(after) > Date.parse(before));
+          return { consumerId: consumer.id, keySynced: moved };
+        }
+        default:
+          return {
+            consumerId: consumer.id,
+            error: `${consumer.kind} consumers are not verified (expected ${expect})`,
+          };
       }
+    } catch (e) {
+      return { consumerId: consumer.id, error: keys.scrub(e).message };
     }
-    return { observations, current };
   });
-}
-
-async function observe(
-  deps: ActivityDeps,
-  consumer: Consumer,
-  expect: string,
-  salt: string,
-  on: { key: KeyName; fingerprint: Fingerprint },
-  probe: (container: string | undefined) => Promise<ProbeResult>,
-  lastKeySyncBefore: Record<string, string | undefined>,
-): Promise<ConsumerObservation> {
-  switch (consumer.kind) {
-    case "datastore": {
-      const held = await deps.azure.datastores.heldFingerprint(consumer.id, salt);
-      // File shares have no probe of their own here: the account's blob service proves the key instead.
-      const container = consumer.datastoreType === "AzureFile" ? undefined : consumer.container;
-      return {
-        consumerId: consumer.id,
-        ...(held ? { heldFingerprint: held } : {}),
-        ...(held === on.fingerprint ? { probe: await probe(container) } : {}),
-      };
-    }
-    case "keyVaultSecret": {
-      const held = await deps.azure.secrets.heldFingerprint(consumer.vaultUrl, consumer.secretName, salt);
-      return {
-        consumerId: consumer.id,
-        ...(held ? { heldFingerprint: held } : {}),
-        ...(held === on.fingerprint ? { probe: await probe(undefined) } : {}),
-      };
-    }
-    case "workspace": {
-      const held = await deps.azure.workspaces.heldFingerprint(consumer.id, salt);
-      return { consumerId: consumer.id, ...(held ? { heldFingerprint: held } : {}) };
-    }
-    case "batchAutoStorage": {
-      const after = (await deps.azure.batch.get(consumer.id)).autoStorage?.lastKeySync;
-      const before = lastKeySyncBefore[consumer.id] ?? consumer.lastKeySync;
-      const moved = after !== undefined && (before === undefined || Date.parse(after) > Date.parse(before));
-      return { consumerId: consumer.id, keySynced: moved };
-    }
-    default:
-      return {
-        consumerId: consumer.id,
-        error: `${consumer.kind} consumers are not verified (expected ${expect})`,
-      };
-  }
+  return { observations, verified };
 }
 
 function fingerprintsOf(keys: Record<KeyName, KeySnapshot>): Record<KeyName, Fingerprint> {
   return { key1: keys.key1.fingerprint, key2: keys.key2.fingerprint };
 }
 
-export async function findNewConsumers(
+function timesOf(keys: Record<KeyName, KeySnapshot>): Partial<Record<KeyName, string>> {
+  const times: Partial<Record<KeyName, string>> = {};
+  for (const key of ["key1", "key2"] as const) {
+    const t = keys[key].creationTime;
+    if (t !== undefined) times[key] = t;
+  }
+  return times;
+}
+
+/** Datastores on the account that the plan does not know, or that changed since they were verified. */
+export async function findLateDatastores(
   deps: ActivityDeps,
-  input: FindNewConsumersInput,
-): Promise<FindNewConsumersOutput> {
+  input: FindLateDatastoresInput,
+): Promise<FindLateDatastoresOutput> {
   return metered(deps, async () => {
-    const known = new Set(input.known.map((id) => id.toLowerCase()));
-    const found: FindNewConsumersOutput["consumers"] = [];
+    const found: FindLateDatastoresOutput["datastores"] = [];
     for (const workspaceId of input.workspaceIds) {
       for (const ds of await deps.azure.datastores.list(workspaceId)) {
         if (
@@ -381,15 +445,20 @@ export async function findNewConsumers(
           ds.accountName?.toLowerCase() !== input.accountName.toLowerCase()
         )
           continue;
-        if (known.has(ds.id.toLowerCase())) continue;
+        const known =
+          input.known[ds.id] ??
+          input.known[Object.keys(input.known).find((id) => id.toLowerCase() === ds.id.toLowerCase()) ?? ""];
+        // Unchanged since it was verified: list metadata says so without reading its secret.
+        if (known && ds.modifiedAt !== undefined && known.modifiedAt === ds.modifiedAt) continue;
         const held = await deps.azure.datastores.heldFingerprint(ds.id, input.salt);
         found.push({
           id: ds.id,
           name: `${workspaceId.split("/").pop() ?? ""}/${ds.name}`,
+          changed: known !== undefined,
           ...(held ? { heldFingerprint: held } : {}),
         });
       }
     }
-    return { consumers: found };
+    return { datastores: found };
   });
 }

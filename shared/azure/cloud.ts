@@ -2,6 +2,7 @@ import { AsyncLocalStorage } from "node:async_hooks";
 import { readFileSync } from "node:fs";
 import { ClientSecretCredential, DefaultAzureCredential, type TokenCredential } from "@azure/identity";
 import type { PipelinePolicy } from "@azure/core-rest-pipeline";
+import { armPacer } from "./pacing";
 import { z } from "zod";
 import { ConfigurationError } from "../errors";
 
@@ -211,7 +212,12 @@ export function clientOptions(profile: CloudProfile): ArmClientOptions {
     credentials: { scopes: [profile.armScope] },
     ...(profile.tlsCa !== undefined ? { tlsOptions: { ca: profile.tlsCa } } : {}),
     // perRetry: a throttled call the SDK retries costs ARM budget twice, and reports should say so.
-    additionalPolicies: [{ policy: profile.armCalls.policy, position: "perRetry" }],
+    // The pacer's patience wraps the SDK's own retries; its pace runs before every attempt.
+    additionalPolicies: [
+      { policy: armPacer.patiencePolicy, position: "perCall" },
+      { policy: armPacer.pacePolicy, position: "perRetry" },
+      { policy: profile.armCalls.policy, position: "perRetry" },
+    ],
     userAgentOptions: { userAgentPrefix: "keyturn" },
   };
 }

@@ -27,6 +27,8 @@ export interface DatastoreInfo {
   /** The storage endpoint suffix (core.windows.net in Azure's public cloud). */
   endpoint?: string;
   isDefault: boolean;
+  /** `systemData.lastModifiedAt`: changes on every write, so a datastore unchanged since it was verified needs no second secret read. */
+  modifiedAt?: string;
 }
 
 export interface Datastores {
@@ -144,5 +146,7 @@ function datastoreInfo(ds: Datastore, workspaceId: string): DatastoreInfo {
   const container = p.containerName ?? p.filesystem ?? p.fileShareName;
   if (container) info.container = container;
   if (p.endpoint) info.endpoint = p.endpoint;
+  const modified = ds.systemData?.lastModifiedAt;
+  if (modified) info.modifiedAt = modified instanceof Date ? modified.toISOString() : String(modified);
   return info;
 }

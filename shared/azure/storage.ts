@@ -36,6 +36,20 @@ export interface StorageKeys {
    * but fingerprints and outcomes; any error it throws comes out with the key redacted.
    */
   withKey<T>(id: string, keyName: KeyName, use: (value: string) => Promise<T>): Promise<T>;
+  /**
+   * The account's keys read at most once, on first use: an activity that moves and verifies every
+   * consumer of an account reads them one time, not once per consumer (DESIGN §10). Same rule as
+   * `withKey`: values are spent inside the activity, and `scrub` takes them out of any error.
+   */
+  reader(id: string): KeyReader;
+}
+
+export interface KeyReader {
+  value(keyName: KeyName): Promise<string>;
+  fingerprints(salt: string): Promise<Record<KeyName, Fingerprint>>;
+  /** Whether the keys were read (and so cost a call). */
+  readonly used: boolean;
+  scrub(error: unknown): Error;
 }
 
 export class ArmStorageKeys implements StorageKeys {
@@ -93,6 +107,29 @@ export class ArmStorageKeys implements StorageKeys {
     } catch (e) {
       throw scrubError(e, [value]);
     }
+  }
+
+  reader(id: string): KeyReader {
+    let keys: Promise<StorageAccountKey[]> | undefined;
+    const values: string[] = [];
+    const read = () => {
+      keys ??= this.listKeys(id).then((k) => {
+        for (const key of k) if (key.value) values.push(key.value);
+        return k;
+      });
+      return keys;
+    };
+    return {
+      value: async (keyName) => keyValue(id, await read(), keyName),
+      fingerprints: async (salt) => {
+        const snapshots = keySnapshots(id, await read(), salt, {});
+        return { key1: snapshots.key1.fingerprint, key2: snapshots.key2.fingerprint };
+      },
+      get used() {
+        return keys !== undefined;
+      },
+      scrub: (error) => scrubError(error, values),
+    };
   }
 
   private async listKeys(id: string): Promise<StorageAccountKey[]> {

@@ -15,6 +15,14 @@ export function resolveKeyTarget(target: KeyTarget, learned: LearnedFingerprints
   return value;
 }
 
+/** A key as an activity must find it: by name, with the fingerprint the plan expects it to have. */
+export interface KeyRef {
+  key: KeyName;
+  fingerprint: Fingerprint;
+  /** `keyCreationTime` as Azure recorded it, when known: a guard that costs a read, not a write. */
+  creationTime?: string;
+}
+
 export type RegenerationDecision =
   | { action: "regenerate" }
   | { action: "already-done"; reason: string }
@@ -32,22 +40,51 @@ export function regenerationGuard(
   current: Record<KeyName, Fingerprint>,
   learned: LearnedFingerprints,
 ): RegenerationDecision {
-  const keep = resolveKeyTarget(step.keep, learned);
-  if (current[step.keep.key] !== keep) {
+  return guardRegeneration(
+    { key: step.key, fingerprint: step.expectFingerprint },
+    { key: step.keep.key, fingerprint: resolveKeyTarget(step.keep, learned) },
+    current,
+  );
+}
+
+/** `regenerationGuard` on key references, as the regeneration activity gets them. */
+export function guardRegeneration(
+  expect: KeyRef,
+  keep: KeyRef,
+  current: Record<KeyName, Fingerprint>,
+): RegenerationDecision {
+  if (current[keep.key] !== keep.fingerprint) {
     return {
       action: "refuse",
       reason:
-        `${step.keep.key} changed outside keyturn (expected ${keep}, found ${current[step.keep.key]}); ` +
-        `not regenerating ${step.key}, which would leave consumers without a valid key`,
+        `${keep.key} changed outside keyturn (expected ${keep.fingerprint}, found ${current[keep.key]}); ` +
+        `not regenerating ${expect.key}, which would leave consumers without a valid key`,
     };
   }
-  if (current[step.key] !== step.expectFingerprint) {
+  if (current[expect.key] !== expect.fingerprint) {
     return {
       action: "already-done",
-      reason: `${step.key} no longer has its snapshot fingerprint ${step.expectFingerprint}: already regenerated`,
+      reason: `${expect.key} no longer has its snapshot fingerprint ${expect.fingerprint}: already regenerated`,
     };
   }
   return { action: "regenerate" };
+}
+
+/**
+ * True when Azure's `keyCreationTime` shows neither key regenerated since keyturn saw them: then the
+ * regeneration may go ahead on a read (`getProperties`) instead of a `listKeys`, which ARM counts as a
+ * write. Anything else (a time missing or changed) falls back to the fingerprints, which decide.
+ */
+export function creationTimesUnchanged(
+  expect: KeyRef,
+  keep: KeyRef,
+  current: Partial<Record<KeyName, string>>,
+): boolean {
+  const same = (ref: KeyRef) =>
+    ref.creationTime !== undefined &&
+    current[ref.key] !== undefined &&
+    Date.parse(ref.creationTime) === Date.parse(current[ref.key]!);
+  return expect.key !== keep.key && same(expect) && same(keep);
 }
 
 /** A move whose consumer already holds the target key is done: a retried move writes nothing (I4). */
@@ -61,7 +98,8 @@ export function moveGuard(
     : "write";
 }
 
-export type ProbeResult = "ok" | "denied" | "failed" | "not-probed";
+/** `unchanged`: not read again; list metadata shows the datastore unchanged since it verified with a probe. */
+export type ProbeResult = "ok" | "denied" | "failed" | "not-probed" | "unchanged";
 
 /** What a verification activity saw for one consumer. Never a key value: fingerprints only (I3). */
 export interface ConsumerObservation {
@@ -79,6 +117,8 @@ export interface VerificationProblem {
   name: string;
   kind: ConsumerKind;
   reason: string;
+  /** The key the problem is about, when it is about one (a warning about the key regenerated next). */
+  key?: KeyName;
 }
 
 export interface VerificationResult {
@@ -133,11 +173,12 @@ export function evaluateVerification(
         step.nextRegeneration !== undefined &&
         seen.heldFingerprint === current[step.nextRegeneration]
       ) {
-        result.warnings.push(
-          problem(
+        result.warnings.push({
+          ...problem(
             `holds ${step.nextRegeneration}, regenerated next: it breaks until the resync that follows`,
           ),
-        );
+          key: step.nextRegeneration,
+        });
       }
     } else if (seen.keySynced !== true) {
       failure = "autoStorage.lastKeySync did not move after syncAutoStorageKeys";
@@ -165,7 +206,8 @@ function holdsKeyFailure(
   if (seen.probe === "denied") return `the data plane refused ${key} (403)`;
   if (seen.probe === "failed") return `the data-plane probe with ${key} failed`;
   // Datastores are what jobs read through: a stored key that was never tried proves little.
-  if (probeRequired && seen.probe !== "ok") return `the data plane was not probed with ${key}`;
+  if (probeRequired && seen.probe !== "ok" && seen.probe !== "unchanged")
+    return `the data plane was not probed with ${key}`;
   return undefined;
 }
 

@@ -7,3 +7,4 @@ export * from "./policy";
 export * from "./plan";
 export * from "./guards";
 export * from "./report";
+export * from "./machine";

@@ -70,7 +70,9 @@ describe("a rotation killed at any step boundary and resumed", () => {
         if (!crashed) break;
       }
     }
-    // Every activity of the procedure was a crash point, both after its outcome and while it ran.
-    expect(runs.length).toBeGreaterThanOrEqual(2 * 8);
+    // Every activity of the procedure was a crash point, both after its outcome and while it ran: the
+    // account's five (regenerate, move and verify, find late datastores, regenerate, verify), plus the
+    // run that was not killed, in each phase.
+    expect(runs.length).toBeGreaterThanOrEqual(2 * 6);
   });
 });

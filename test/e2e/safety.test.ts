@@ -2,7 +2,7 @@ import { readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { startRotationRig, type RotationRig } from "../helpers/rotation";
 import { admin, clientsFor } from "../helpers/emulator";
-import { regenerationCounts } from "../helpers/estate";
+import { outages, regenerationCounts } from "../helpers/estate";
 import { exitCode, scopeInstanceId, type RotationReport } from "../../shared/rotation";
 import { InstanceExistsError } from "../../local";
 
@@ -115,7 +115,7 @@ describe("a datastore added during the grace period with the old key", () => {
     const storage = clientsFor(rig.emulator).storage;
     rig.restart({
       onActivity: async (info) => {
-        if (added || info.name !== "verifyConsumers" || info.phase !== "completed") return;
+        if (added || info.name !== "moveAndVerify" || info.phase !== "completed") return;
         if (!info.instanceId.startsWith("keyturn-account-stmlresearch-")) return;
         added = true;
         // Consumers are on the new key now; someone registers a datastore with the old one by hand.
@@ -151,6 +151,43 @@ describe("a datastore added during the grace period with the old key", () => {
       consumers: { name: string; heldKeyName: string | null }[];
     };
     expect(state.consumers.find((c) => c.name === "mlw-research/late_arrival")?.heldKeyName).not.toBeNull();
+  });
+});
+
+describe("a known datastore re-registered with the old key during the grace period", () => {
+  it("is found from list metadata (lastModifiedAt) and stops the rotation before the old key is regenerated", async () => {
+    let changed = false;
+    const ml = clientsFor(rig.emulator).ml;
+    const storage = clientsFor(rig.emulator).storage;
+    rig.restart({
+      onActivity: async (info) => {
+        if (changed || info.name !== "moveAndVerify" || info.phase !== "completed") return;
+        if (!info.instanceId.startsWith("keyturn-account-stmllake-")) return;
+        changed = true;
+        const existing = await ml.datastores.get("rg-ml-research", "mlw-research", "raw_lake");
+        const moved = (await ml.datastores.listSecrets("rg-ml-research", "mlw-research", "raw_lake")) as {
+          key?: string;
+        };
+        const keys = (await storage.storageAccounts.listKeys("rg-ml-research", "stmllake")).keys!;
+        const old = keys.find((k) => k.value !== moved.key)!.value!;
+        await ml.datastores.createOrUpdate("rg-ml-research", "mlw-research", "raw_lake", {
+          properties: {
+            ...existing.properties,
+            credentials: { credentialsType: "AccountKey", secrets: { secretsType: "AccountKey", key: old } },
+          } as never,
+        });
+      },
+    });
+    const before = regenerationCounts(rig.emulator).stmllake!;
+    const { report } = await rig.rotate({ storageAccounts: ["stmllake"] }, { force: true });
+    rig.restart();
+    expect(changed).toBe(true);
+    const lake = report.accounts[0]!;
+    expect(lake.outcome).toBe("stalled");
+    expect(lake.reason).toMatch(/raw_lake/);
+    const after = regenerationCounts(rig.emulator).stmllake!;
+    expect(after.key1 + after.key2).toBe(before.key1 + before.key2 + 1);
+    expect(await outages(rig.emulator)).toEqual([]);
   });
 });
 

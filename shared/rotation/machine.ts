@@ -1,0 +1,463 @@
+import type { Fingerprint } from "./fingerprint";
+import {
+  evaluateVerification,
+  resolveKeyTarget,
+  type ConsumerObservation,
+  type KeyRef,
+  type LearnedFingerprints,
+  type RegenerationDecision,
+  type VerificationProblem,
+} from "./guards";
+import { isServiceChosen, type KeyName } from "./model";
+import type {
+  AccountPlan,
+  ConsumerMove,
+  KeyTarget,
+  MoveConsumersStep,
+  PlanPhase,
+  PlanStep,
+  RegenerateKeyStep,
+  VerifyConsumersStep,
+} from "./plan";
+import { keyState, type AccountExecution, type ConsumerAction, type Outage } from "./report";
+
+/**
+ * The per-account procedure (DESIGN §2) as a pure state machine: `next(state, result, now)` takes what
+ * the last command produced and gives the next command. The orchestrator only executes commands
+ * (activities, a durable timer); unit tests drive the same function against fakes. Everything in the
+ * state is JSON: it travels as a sub-orchestration's input and output when an account waits out its
+ * grace outside its slot.
+ */
+
+/** What keyturn last saw of a datastore it verified: list metadata tells later whether it changed. */
+export interface VerifiedDatastore {
+  /** `systemData.lastModifiedAt` listed just before its secret was read. */
+  modifiedAt: string;
+  fingerprint: Fingerprint;
+}
+
+export type Command =
+  | {
+      kind: "regenerate";
+      step: RegenerateKeyStep;
+      /** The key to regenerate as the snapshot saw it, and the key consumers were moved to. */
+      expect: KeyRef;
+      keep: KeyRef;
+    }
+  | {
+      /** Before the old active key dies: datastores added or changed during the grace. */
+      kind: "findLateDatastores";
+      workspaceIds: string[];
+      known: Record<string, VerifiedDatastore>;
+      newKey: KeyRef;
+    }
+  | {
+      kind: "moveAndVerify";
+      phase: PlanPhase;
+      stepId: string;
+      /** Written consumers first, then the ones whose key a service picks (they may follow the others). */
+      moves: ConsumerMove[];
+      verify: VerifyConsumersStep;
+      to: KeyRef;
+      /** Fingerprints of the account's keys as the last regeneration left them. */
+      keys: Record<KeyName, Fingerprint>;
+      /** Datastores verified earlier and unchanged since need no second secret read. */
+      verified: Record<string, VerifiedDatastore>;
+      lastKeySyncBefore: Record<string, string>;
+    }
+  | { kind: "wait"; stepId: string; until: number }
+  | { kind: "finish"; execution: AccountExecution };
+
+export type CommandKind = Command["kind"];
+
+export interface RegenerateResult {
+  decision: RegenerationDecision["action"];
+  reason?: string;
+  keys: Record<KeyName, Fingerprint>;
+  /** Creation times after the call, when Azure records them. */
+  creationTimes: Partial<Record<KeyName, string>>;
+  armCalls: number;
+}
+
+export interface LateDatastore {
+  id: string;
+  name: string;
+  heldFingerprint?: Fingerprint;
+  /** Known to the plan, changed since it was verified. */
+  changed: boolean;
+}
+
+export interface FindLateResult {
+  datastores: LateDatastore[];
+  armCalls: number;
+}
+
+export interface MoveOutcome {
+  consumerId: string;
+  /** Already free of key material. */
+  error?: string;
+  /** Batch: `autoStorage.lastKeySync` read just before the sync, so verification can see it move. */
+  lastKeySyncBefore?: string;
+}
+
+export interface MoveAndVerifyResult {
+  moves: MoveOutcome[];
+  observations: ConsumerObservation[];
+  /** The account's keys: read in this activity, or the command's when it needed no key. */
+  current: Record<KeyName, Fingerprint>;
+  /** Datastores verified now, for the checks after the grace. */
+  verified: Record<string, VerifiedDatastore>;
+  armCalls: number;
+}
+
+export type CommandResult =
+  | { kind: "regenerate"; out: RegenerateResult }
+  | { kind: "findLateDatastores"; out: FindLateResult }
+  | { kind: "moveAndVerify"; out: MoveAndVerifyResult }
+  | { kind: "wait" }
+  /** The command's activity failed for good (after retries); the reason is free of key material. */
+  | { kind: "error"; reason: string };
+
+export interface AccountState {
+  plan: AccountPlan;
+  /** Index of the plan step the pending command belongs to. */
+  cursor: number;
+  pending?: CommandKind;
+  startedAt: number;
+  learned: LearnedFingerprints;
+  learnedTimes: Record<string, string>;
+  keys: Record<KeyName, Fingerprint>;
+  creationTimes: Partial<Record<KeyName, string>>;
+  consumerActions: Record<string, { action: ConsumerAction; reason?: string }>;
+  lastKeySyncBefore: Record<string, string>;
+  verified: Record<string, VerifiedDatastore>;
+  lateChecked: boolean;
+  waitUntil?: number;
+  armCalls: number;
+  /** Service-chosen consumers found on the key regenerated next: the service insists on it. */
+  onNextKey: VerificationProblem[];
+  /** Those consumers once that key is regenerated: their window runs until they are moved again. */
+  inWindow: VerificationProblem[];
+  windowStart: number;
+  outages: Outage[];
+  keysRegenerated: KeyName[];
+}
+
+export function startAccount(plan: AccountPlan, now: number): AccountState {
+  const creationTimes: Partial<Record<KeyName, string>> = {};
+  for (const key of ["key1", "key2"] as const) {
+    const t = plan.keys[key].creationTime;
+    if (t !== undefined) creationTimes[key] = t;
+  }
+  return {
+    plan,
+    cursor: 0,
+    startedAt: now,
+    learned: {},
+    learnedTimes: {},
+    keys: { key1: plan.keys.key1.fingerprint, key2: plan.keys.key2.fingerprint },
+    creationTimes,
+    consumerActions: {},
+    lastKeySyncBefore: {},
+    verified: {},
+    lateChecked: false,
+    armCalls: 0,
+    onNextKey: [],
+    inWindow: [],
+    windowStart: now,
+    outages: [],
+    keysRegenerated: [],
+  };
+}
+
+/** The next command, given the state and the result of the command it last gave. */
+export function next(
+  previous: AccountState,
+  result: CommandResult | undefined,
+  now: number,
+): { state: AccountState; command: Command } {
+  const state = structuredClone(previous);
+  if (result !== undefined && state.pending !== undefined) {
+    const stop = apply(state, result, now);
+    if (stop) return finish(state, stop.outcome, now, stop.reason);
+  }
+  return decide(state, now);
+}
+
+type Stop = { outcome: "stalled" | "failed"; reason: string };
+
+function apply(state: AccountState, result: CommandResult, now: number): Stop | undefined {
+  const step = state.plan.steps[state.cursor];
+  if (!step) return undefined;
+  const pending = state.pending;
+  state.pending = undefined;
+  if (result.kind === "error") return errorStop(step, pending, result.reason);
+  switch (result.kind) {
+    case "regenerate":
+      return step.kind === "regenerateKey" ? applyRegeneration(state, step, result.out, now) : undefined;
+    case "findLateDatastores":
+      return step.kind === "regenerateKey" ? applyLate(state, step, result.out) : undefined;
+    case "moveAndVerify":
+      return applyMoveAndVerify(state, result.out, now);
+    case "wait":
+      state.waitUntil = undefined;
+      state.cursor++;
+      return undefined;
+  }
+}
+
+/** An activity that failed for good: before the old active key is regenerated nothing is broken. */
+function errorStop(step: PlanStep, pending: CommandKind | undefined, reason: string): Stop {
+  if (pending === "findLateDatastores")
+    return { outcome: "stalled", reason: `could not look for datastores added during the grace: ${reason}` };
+  if (step.phase !== "retireActive") return { outcome: "stalled", reason };
+  // The old active key is not regenerated until the regeneration step succeeds.
+  if (step.kind === "regenerateKey")
+    return { outcome: "stalled", reason: `stopped before regenerating ${step.key}, still valid: ${reason}` };
+  return { outcome: "failed", reason: `after regenerating the old active key, ${reason}` };
+}
+
+function applyRegeneration(
+  state: AccountState,
+  step: RegenerateKeyStep,
+  out: RegenerateResult,
+  now: number,
+): Stop | undefined {
+  state.armCalls += out.armCalls;
+  state.keys = out.keys;
+  state.creationTimes = { ...state.creationTimes, ...out.creationTimes };
+  // Refused: the key consumers hold was regenerated outside keyturn, so they may hold a dead key
+  // already. keyturn writes nothing more; this is a failure to look at, not a safe stop.
+  if (out.decision === "refuse") return { outcome: "failed", reason: out.reason ?? "regeneration refused" };
+  // "already-done": this step regenerated it before a crash; either way the key is new.
+  state.keysRegenerated.push(step.key);
+  state.learned[step.id] = out.keys[step.key];
+  const created = out.creationTimes[step.key];
+  if (created !== undefined) state.learnedTimes[step.id] = created;
+  state.windowStart = now;
+  state.inWindow = state.onNextKey.filter((c) => c.key === step.key);
+  state.onNextKey = [];
+  state.cursor++;
+  return undefined;
+}
+
+function applyLate(state: AccountState, step: RegenerateKeyStep, out: FindLateResult): Stop | undefined {
+  state.armCalls += out.armCalls;
+  const newKey = resolveKeyTarget(step.keep, state.learned);
+  const onOldKey = out.datastores.filter((d) => d.heldFingerprint !== newKey);
+  if (onOldKey.length > 0) {
+    return {
+      outcome: "stalled",
+      reason: `stopped before regenerating ${step.key}, which is still valid: datastores added or changed during the grace do not hold ${step.keep.key} (${onOldKey.map((c) => c.name).join(", ")}); re-register them with ${step.keep.key} or run keyturn again`,
+    };
+  }
+  for (const d of out.datastores) {
+    if (d.heldFingerprint !== undefined) {
+      const known = state.verified[d.id];
+      if (known) state.verified[d.id] = { ...known, fingerprint: d.heldFingerprint };
+    }
+  }
+  state.lateChecked = true;
+  return undefined;
+}
+
+function applyMoveAndVerify(state: AccountState, out: MoveAndVerifyResult, now: number): Stop | undefined {
+  const move = state.plan.steps[state.cursor];
+  const hasMove = move?.kind === "moveConsumers";
+  const verify = (hasMove ? state.plan.steps[state.cursor + 1] : move) as VerifyConsumersStep;
+  state.armCalls += out.armCalls;
+  state.keys = out.current;
+  const failures: string[] = [];
+  if (hasMove) {
+    const outcomes = new Map(out.moves.map((m) => [m.consumerId, m]));
+    for (const m of move.moves) {
+      const outcome = outcomes.get(m.consumer.id);
+      const error = outcome === undefined ? "not moved" : outcome.error;
+      if (error !== undefined) {
+        failures.push(`${m.consumer.name} (${m.consumer.kind}): ${error}`);
+        state.consumerActions[m.consumer.id] = { action: "skipped", reason: `could not be moved: ${error}` };
+        continue;
+      }
+      if (outcome?.lastKeySyncBefore !== undefined)
+        state.lastKeySyncBefore[m.consumer.id] = outcome.lastKeySyncBefore;
+      state.consumerActions[m.consumer.id] = { action: m.heals ? "healed" : "updated" };
+    }
+    if (failures.length > 0) {
+      return move.phase === "retireActive"
+        ? {
+            outcome: "failed",
+            reason: `after regenerating the old active key, could not move ${failures.join("; ")}`,
+          }
+        : {
+            outcome: "stalled",
+            reason: `stopped while the old key is still valid: could not move ${failures.join("; ")}`,
+          };
+    }
+    // Consumers that held the key just regenerated are live again once moved: that was their window.
+    const moved = new Set(move.moves.map((m) => m.consumer.id));
+    for (const c of state.inWindow.filter((w) => moved.has(w.consumerId))) {
+      state.outages.push({
+        consumerId: c.consumerId,
+        name: c.name,
+        kind: c.kind,
+        durationMs: now - state.windowStart,
+        reason: c.reason,
+      });
+    }
+    state.inWindow = state.inWindow.filter((w) => !moved.has(w.consumerId));
+  }
+  Object.assign(state.verified, out.verified);
+  const verdict = evaluateVerification(verify, out.observations, out.current, state.learned);
+  for (const failure of verdict.failures)
+    state.consumerActions[failure.consumerId] = { action: "skipped", reason: failure.reason };
+  for (const id of verdict.verified) {
+    const previous = state.consumerActions[id]?.action;
+    state.consumerActions[id] = {
+      action: previous === "healed" || previous === "updated" ? previous : "verified",
+    };
+  }
+  state.onNextKey = verdict.warnings.filter(
+    (w) => verify.nextRegeneration !== undefined && w.key === verify.nextRegeneration,
+  );
+  state.cursor += hasMove ? 2 : 1;
+  if (!verdict.ok) {
+    const reasons = verdict.failures.map((f) => `${f.name} (${f.kind}): ${f.reason}`).join("; ");
+    return verify.phase === "retireActive"
+      ? { outcome: "failed", reason: `after regenerating the old active key, ${reasons}` }
+      : {
+          outcome: "stalled",
+          reason: `stopped before regenerating ${verify.nextRegeneration ?? "the next key"}, which is still valid: ${reasons}`,
+        };
+  }
+  return undefined;
+}
+
+function decide(state: AccountState, now: number): { state: AccountState; command: Command } {
+  for (;;) {
+    const step = state.plan.steps[state.cursor];
+    if (!step) return finish(state, "rotated", now);
+    switch (step.kind) {
+      case "grace": {
+        if (step.seconds <= 0) {
+          state.cursor++;
+          continue;
+        }
+        state.waitUntil ??= now + step.seconds * 1000;
+        return issue(state, { kind: "wait", stepId: step.id, until: state.waitUntil });
+      }
+      case "regenerateKey": {
+        const keep = keyRef(state, step.keep.key, resolveKeyTarget(step.keep, state.learned), step.keep);
+        if (step.phase === "retireActive" && !state.lateChecked) {
+          const workspaceIds = workspacesOf(state.plan);
+          if (workspaceIds.length > 0) {
+            return issue(state, {
+              kind: "findLateDatastores",
+              workspaceIds,
+              known: state.verified,
+              newKey: keep,
+            });
+          }
+        }
+        const expect: KeyRef = {
+          key: step.key,
+          fingerprint: step.expectFingerprint,
+          ...(state.plan.keys[step.key].creationTime !== undefined
+            ? { creationTime: state.plan.keys[step.key].creationTime }
+            : {}),
+        };
+        return issue(state, { kind: "regenerate", step, expect, keep });
+      }
+      case "moveConsumers":
+      case "verifyConsumers": {
+        const move = step.kind === "moveConsumers" ? step : undefined;
+        const verify = move ? state.plan.steps[state.cursor + 1] : step;
+        if (verify?.kind !== "verifyConsumers")
+          throw new Error(`plan step ${step.id} is a move not followed by a verification`);
+        const target = move ? move.to : verify.on;
+        return issue(state, {
+          kind: "moveAndVerify",
+          phase: step.phase,
+          stepId: step.id,
+          moves: move ? orderMoves(move) : [],
+          verify,
+          to: keyRef(state, target.key, resolveKeyTarget(target, state.learned), target),
+          keys: state.keys,
+          verified: state.verified,
+          lastKeySyncBefore: state.lastKeySyncBefore,
+        });
+      }
+    }
+  }
+}
+
+function issue(state: AccountState, command: Command): { state: AccountState; command: Command } {
+  state.pending = command.kind;
+  return { state, command };
+}
+
+function finish(
+  state: AccountState,
+  outcome: AccountExecution["outcome"],
+  now: number,
+  reason?: string,
+): { state: AccountState; command: Command } {
+  const { plan } = state;
+  const keys = {
+    key1: { ...plan.keys.key1, fingerprint: state.keys.key1 },
+    key2: { ...plan.keys.key2, fingerprint: state.keys.key2 },
+  };
+  const execution: AccountExecution = {
+    outcome,
+    ...(reason !== undefined ? { reason } : {}),
+    activeKeyAfter: outcome === "rotated" ? keyState(keys, plan.standbyKey) : undefined,
+    consumerActions: state.consumerActions,
+    durationMs: now - state.startedAt,
+    armCalls: state.armCalls,
+    outages: state.outages,
+    keysRegenerated: state.keysRegenerated,
+  };
+  state.pending = "finish";
+  return { state, command: { kind: "finish", execution } };
+}
+
+/** Consumers whose key keyturn writes go first: a service that picks its key may follow them. */
+function orderMoves(step: MoveConsumersStep): ConsumerMove[] {
+  return [
+    ...step.moves.filter((m) => !isServiceChosen(m.consumer.kind)),
+    ...step.moves.filter((m) => isServiceChosen(m.consumer.kind)),
+  ];
+}
+
+function keyRef(state: AccountState, key: KeyName, fingerprint: Fingerprint, target: KeyTarget): KeyRef {
+  const creationTime =
+    target.source === "regenerated" ? state.learnedTimes[target.stepId] : state.plan.keys[key].creationTime;
+  return { key, fingerprint, ...(creationTime !== undefined ? { creationTime } : {}) };
+}
+
+/** Workspaces whose datastores use the account: where a datastore added during the grace most likely is. */
+export function workspacesOf(plan: AccountPlan): string[] {
+  const ids = plan.consumers.map((c) =>
+    c.kind === "workspace"
+      ? c.id
+      : c.id.toLowerCase().includes("/datastores/")
+        ? c.id.slice(0, c.id.toLowerCase().indexOf("/datastores/"))
+        : "",
+  );
+  return [...new Set(ids.filter((id) => id !== ""))].sort();
+}
+
+/** What the orchestrator shows as custom status while a command runs. */
+export function describeCommand(command: Command): string {
+  switch (command.kind) {
+    case "regenerate":
+      return command.step.id;
+    case "findLateDatastores":
+      return "find-late-datastores";
+    case "moveAndVerify":
+      return command.stepId;
+    case "wait":
+      return command.stepId;
+    case "finish":
+      return "done";
+  }
+}
