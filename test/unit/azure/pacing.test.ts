@@ -1,0 +1,105 @@
+import { createHttpHeaders, createPipelineRequest, type PipelineResponse } from "@azure/core-rest-pipeline";
+import { ArmPacer } from "../../../shared/azure/pacing";
+
+const SUB = "/subscriptions/00000000-0000-0000-0000-000000000001";
+
+/** A clock that only moves when the pacer sleeps: tests run instantly and see every wait. */
+function fakeTime() {
+  let now = 0;
+  const sleeps: number[] = [];
+  return {
+    now: () => now,
+    sleep: (ms: number) => {
+      sleeps.push(ms);
+      now += ms;
+      return Promise.resolve();
+    },
+    sleeps,
+  };
+}
+
+function response(status: number, headers: Record<string, string> = {}): PipelineResponse {
+  const request = createPipelineRequest({ url: "https://arm.example" });
+  return { status, headers: createHttpHeaders(headers), request };
+}
+
+function post(
+  path = `${SUB}/resourceGroups/rg/providers/Microsoft.MachineLearningServices/workspaces/w/listKeys`,
+) {
+  return createPipelineRequest({ url: `https://arm.example${path}?api-version=1`, method: "POST" });
+}
+
+describe("the ARM pacer", () => {
+  it("sends at the bucket's refill rate once the remaining-writes header says the bucket is nearly empty", async () => {
+    const time = fakeTime();
+    const pacer = new ArmPacer({ ...time, reserve: 5 });
+    const sent: number[] = [];
+    const next = () => {
+      sent.push(time.now());
+      return Promise.resolve(response(200, { "x-ms-ratelimit-remaining-subscription-writes": "5" }));
+    };
+    for (let i = 0; i < 5; i++) await pacer.pacePolicy.sendRequest(post(), next);
+    // The first call learns that 5 remain (the reserve); every later one waits for a refilled token: 10/s.
+    expect(sent[0]).toBe(0);
+    const gaps = sent.slice(1).map((t, i) => t - sent[i]!);
+    for (const gap of gaps.slice(1)) expect(gap).toBeGreaterThanOrEqual(100);
+    expect(pacer.throttled).toBe(0);
+  });
+
+  it("pauses the subscription's writes for the Retry-After of a 429, then goes on", async () => {
+    const time = fakeTime();
+    const pacer = new ArmPacer({ ...time });
+    let calls = 0;
+    const next = () => {
+      calls++;
+      return Promise.resolve(
+        calls === 1
+          ? response(429, { "retry-after": "7", "x-ms-ratelimit-remaining-subscription-writes": "0" })
+          : response(200),
+      );
+    };
+    const result = await pacer.patiencePolicy.sendRequest(post(), (req) =>
+      pacer.pacePolicy.sendRequest(req, next),
+    );
+    expect(result.status).toBe(200);
+    expect(calls).toBe(2);
+    expect(time.now()).toBeGreaterThanOrEqual(7000);
+    expect(pacer.throttled).toBe(1);
+  });
+
+  it("retries a 429 without Retry-After with a growing backoff, never failing before the deadline", async () => {
+    const time = fakeTime();
+    const pacer = new ArmPacer({ ...time, backoff: { firstMs: 1000, factor: 2, maxMs: 4000 } });
+    let calls = 0;
+    const next = () => Promise.resolve(++calls <= 4 ? response(429) : response(200));
+    const result = await pacer.patiencePolicy.sendRequest(post(), next);
+    expect(result.status).toBe(200);
+    expect(time.sleeps).toEqual([1000, 2000, 4000, 4000]);
+  });
+
+  it("returns the 429 once waiting longer would pass the patience deadline", async () => {
+    const time = fakeTime();
+    const pacer = new ArmPacer({ ...time, patienceMs: 60_000 });
+    const next = () => Promise.resolve(response(429, { "retry-after": "25" }));
+    const result = await pacer.patiencePolicy.sendRequest(post(), next);
+    expect(result.status).toBe(429);
+    expect(time.now()).toBeLessThanOrEqual(60_000);
+    expect(time.sleeps).toEqual([25_000, 25_000]);
+  });
+
+  it("lets a Storage resource provider 429 pause only storage calls, not the subscription's other writes", async () => {
+    const time = fakeTime();
+    const pacer = new ArmPacer({ ...time });
+    const storage = post(`${SUB}/resourceGroups/rg/providers/Microsoft.Storage/storageAccounts/st/listKeys`);
+    await pacer.pacePolicy.sendRequest(storage, () =>
+      Promise.resolve(
+        response(429, { "retry-after": "30", "x-ms-ratelimit-remaining-subscription-writes": "150" }),
+      ),
+    );
+    const before = time.now();
+    await pacer.pacePolicy.sendRequest(post(), () => Promise.resolve(response(200)));
+    expect(time.now()).toBe(before);
+    await pacer.pacePolicy.sendRequest(storage, () => Promise.resolve(response(200)));
+    expect(time.now()).toBeGreaterThanOrEqual(before + 30_000);
+  });
+});
