@@ -148,7 +148,20 @@ export class ArmPacer {
       const deadline = this.options.now() + this.options.patienceMs;
       let backoff = this.options.backoff.firstMs;
       for (;;) {
-        const response = await next(request);
+        // core-client's deserialization runs inside this policy and throws a 429 as a RestError.
+        let response: PipelineResponse;
+        try {
+          response = await next(request);
+        } catch (e) {
+          const thrown = throttledResponseOf(e);
+          if (!thrown) throw e;
+          const wait = retryAfterMs(thrown) ?? backoff;
+          if (retryAfterMs(thrown) === undefined)
+            backoff = Math.min(this.options.backoff.maxMs, backoff * this.options.backoff.factor);
+          if (this.options.now() + wait > deadline) throw e;
+          await this.options.sleep(wait);
+          continue;
+        }
         if (response.status !== 429) return response;
         const asked = retryAfterMs(response);
         const wait = asked ?? backoff;
@@ -175,6 +188,14 @@ export class ArmPacer {
       else for (const lane of lanes) lane.pause(ms);
     }
   }
+}
+
+/** The 429 response inside an error thrown by a deserializing pipeline, if that is what it is. */
+function throttledResponseOf(e: unknown): Pick<PipelineResponse, "headers"> | undefined {
+  if (typeof e !== "object" || e === null) return undefined;
+  const error = e as { statusCode?: number; response?: { headers?: PipelineResponse["headers"] } };
+  if (error.statusCode !== 429 || !error.response?.headers) return undefined;
+  return { headers: error.response.headers };
 }
 
 function kindOf(method: string): Kind {
