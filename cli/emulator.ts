@@ -3,7 +3,7 @@ import { resolve } from "node:path";
 import { InvalidArgumentError } from "commander";
 import { startEmulator, type Emulator } from "../emulator";
 import { describeEmulator } from "../emulator/describe";
-import { parseEstateName } from "../emulator/estates";
+import { ESTATE_FORMS, parseEstateName } from "../emulator/estates";
 import { usageError } from "./errors";
 import { onSignal } from "./io";
 
@@ -22,6 +22,9 @@ function writeConnectionFile(path: string, emulator: Emulator): void {
   writeFileSync(`${target}.tmp`, JSON.stringify(emulator.connection, null, 2) + "\n", { mode: 0o600 });
   renameSync(`${target}.tmp`, target);
 }
+
+/** The --estate option's help: the forms `parseEstateName` accepts. */
+export const ESTATE_OPTION_HELP = ESTATE_FORMS;
 
 export function estateOption(value: string): string {
   try {

@@ -1,6 +1,12 @@
 import { Command, CommanderError } from "commander";
 import { demo } from "./demo";
-import { estateOption, portOption, runEmulator, type EmulatorCommandOptions } from "./emulator";
+import {
+  ESTATE_OPTION_HELP,
+  estateOption,
+  portOption,
+  runEmulator,
+  type EmulatorCommandOptions,
+} from "./emulator";
 import { describeFailure } from "./errors";
 import { redactingIo } from "./io";
 import { collect } from "./request";
@@ -31,7 +37,7 @@ export function buildProgram(
   program
     .command("emulator")
     .description("Run the local Azure emulator (ARM, Key Vault, sign-in, Azurite) until interrupted.")
-    .option("--estate <name>", "demo, or large:<accounts>x<datastoresPerAccount>", estateOption, "demo")
+    .option("--estate <name>", ESTATE_OPTION_HELP, estateOption, "demo")
     .option("--port <n>", "HTTPS port for ARM, sign-in and the admin API (0: any free port)", portOption, 0)
     .option("--connection-file <path>", "write the endpoints and keyturn's sign-in as JSON to this file")
     .option("--resync-policy <policy>", "which key a workspace resync picks: key1 or consumers", "key1")

@@ -4,6 +4,7 @@ import { consumerHoldings, emulatorFingerprint, heldKeyName } from "./consumers"
 import { regenerateStorageKey } from "./arm/storage";
 import type { FaultAction } from "./faults";
 import type { Emulator } from "./index";
+import { emptyThrottleCounts } from "./throttle";
 import type { EmulatorSettings } from "./context";
 
 /**
@@ -70,7 +71,6 @@ export function adminRoutes(emulator: Emulator): Router {
     if (!isObject(body))
       throw new AzureError(400, "InvalidRequestContent", "Send a JSON object of settings.");
     applySettings(ctx.settings, body);
-    emulator.throttle.enabled = ctx.settings.throttling;
     return { status: 200, body: ctx.settings };
   });
 
@@ -106,10 +106,36 @@ export function adminRoutes(emulator: Emulator): Router {
     const body = jsonBody(req);
     const sub = isObject(body) && typeof body.subscriptionId === "string" ? body.subscriptionId : undefined;
     const kind = isObject(body) && body.kind === "read" ? "read" : "write";
-    if (!sub) throw new AzureError(400, "InvalidRequestContent", "Send {subscriptionId, kind: read|write}.");
-    emulator.throttle.bucket(sub, kind).drain();
+    const clientId = isObject(body) && typeof body.clientId === "string" ? body.clientId : undefined;
+    if (!sub)
+      throw new AzureError(
+        400,
+        "InvalidRequestContent",
+        "Send {subscriptionId, kind: read|write, clientId?}.",
+      );
+    // ARM's buckets are per principal: without a clientId, every principal's bucket is drained.
+    const principals = [...ctx.identity.principals.values()].filter(
+      (p) => clientId === undefined || p.clientId.toLowerCase() === clientId.toLowerCase(),
+    );
+    if (principals.length === 0)
+      throw new AzureError(404, "PrincipalNotFound", `No principal with client id '${clientId ?? ""}'.`);
+    emulator.throttle.drain(
+      sub,
+      kind,
+      principals.map((p) => p.objectId),
+    );
     return { status: 204 };
   });
+
+  // The bench's view of throttling: the 429 count survives the request log's trimming.
+  router.add("GET", "/_admin/throttle", () => ({
+    status: 200,
+    body: {
+      throttling: ctx.settings.throttling,
+      storageRpLimits: ctx.settings.storageRpLimits,
+      ...emulator.throttled,
+    },
+  }));
 
   router.add("POST", "/_admin/storageAccounts/{name}/regenerateKey", async (req, p) => {
     const account = findStorageAccountByName(ctx.estate, p.name!);
@@ -167,6 +193,12 @@ export function adminRoutes(emulator: Emulator): Router {
   });
 
   router.add("GET", "/_admin/requests", () => ({ status: 200, body: emulator.requestLog }));
+  // Between runs on one emulator: the next GET /requests and GET /throttle count from here.
+  router.add("DELETE", "/_admin/requests", () => {
+    emulator.requestLog.length = 0;
+    Object.assign(emulator.throttled, emptyThrottleCounts());
+    return { status: 204 };
+  });
   return router;
 }
 
@@ -186,8 +218,9 @@ function applySettings(current: EmulatorSettings, body: Record<string, unknown>)
         else problems.push("latency must be 'off' or 'realistic'");
         break;
       case "throttling":
-        if (typeof value === "boolean") settings.throttling = value;
-        else problems.push("throttling must be a boolean");
+      case "storageRpLimits":
+        if (typeof value === "boolean") settings[key] = value;
+        else problems.push(`${key} must be a boolean`);
         break;
       case "resyncPolls":
       case "lroRetryAfterSeconds":

@@ -3,6 +3,7 @@ import type { Handler, Request, Response } from "./http";
 import type { Identity, Principal } from "./identity";
 import type { Rbac } from "./rbac";
 import type { DataPlane } from "./dataplane";
+import type { StorageRpKind } from "./throttle";
 
 export type ProviderName =
   "Microsoft.Storage" | "Microsoft.MachineLearningServices" | "Microsoft.Batch" | "subscriptions";
@@ -24,7 +25,13 @@ export interface EmulatorSettings {
   latency: "off" | "realistic";
   /** Multiplies every modelled latency (0.1 makes a realistic model ten times faster). */
   latencyScale: number;
+  /** ARM's token buckets per principal and subscription (reads 250 / +25 per s, writes 200 / +10 per s). */
   throttling: boolean;
+  /**
+   * The Storage resource provider's own limits per subscription and region, on top of ARM's:
+   * writes 10 per second and 1,200 per hour, reads 800 and lists 100 per 5 minutes.
+   */
+  storageRpLimits: boolean;
 }
 
 /** What route modules may use: the estate and the hooks that keep Azurite and the outage log true. */
@@ -65,6 +72,11 @@ export interface ArmRoute {
   action?: string;
   /** Which ARM token bucket the call draws from. */
   kind: "read" | "write";
+  /**
+   * Microsoft.Storage routes only: which Storage RP limit the call counts against, and the region
+   * it counts in (the account's location; undefined when the call names no existing account).
+   */
+  storageRp?: { kind: StorageRpKind; region(params: Record<string, string>): string | undefined };
   /** Operation name for latency, faults and the request log, e.g. "storageAccounts.regenerateKey". */
   operation: string;
   handler: (req: Request, params: Record<string, string>, call: ArmCall) => Promise<Response> | Response;

@@ -1,5 +1,6 @@
 import { consumerHoldings, emulatorFingerprint, heldKeyName } from "./consumers";
 import type { Emulator } from "./index";
+import { ARM_READ_LIMITS, ARM_WRITE_LIMITS, STORAGE_RP_LIMITS } from "./throttle";
 
 const DAY_MS = 86_400_000;
 
@@ -12,6 +13,13 @@ export function describeEmulator(emulator: Emulator): string {
   lines.push(`keyturn emulator  ARM ${c.armEndpoint}  tenant ${c.tenantId}`);
   lines.push(`  subscriptions: ${c.subscriptionIds.join(", ")}`);
   lines.push(`  sign in as keyturn: client id ${c.clientId} (secret in the connection file)`);
+  const { settings } = emulator.ctx;
+  const onOff = (on: boolean) => (on ? "on" : "off");
+  const rp = STORAGE_RP_LIMITS;
+  lines.push(
+    `  limits: ARM throttling ${onOff(settings.throttling)} (per principal and subscription: reads ${ARM_READ_LIMITS.capacity} +${ARM_READ_LIMITS.refillPerSecond}/s, writes ${ARM_WRITE_LIMITS.capacity} +${ARM_WRITE_LIMITS.refillPerSecond}/s), ` +
+      `Storage RP limits ${onOff(settings.storageRpLimits)} (per subscription and region: writes ${rp.writesPerSecond.refillPerSecond}/s and ${rp.writesPerHour.limit}/h, reads ${rp.reads.limit} and lists ${rp.lists.limit} per 5 min)`,
+  );
   lines.push("");
   const holdings = consumerHoldings(estate);
   lines.push(`Storage accounts (${estate.storageAccounts.size})`);
@@ -19,7 +27,7 @@ export function describeEmulator(emulator: Emulator): string {
     const age = (k: "key1" | "key2") => Math.floor((now - a.keys[k].creationTime.getTime()) / DAY_MS);
     const consumers = holdings.filter((h) => h.storageAccountId === a.id);
     lines.push(
-      `  ${a.name.padEnd(16)} ${a.resourceGroup.padEnd(16)} key1 ${emulatorFingerprint(a.keys.key1.value)} (${age("key1")}d)  key2 ${emulatorFingerprint(a.keys.key2.value)} (${age("key2")}d)${a.isHnsEnabled ? "  ADLS Gen2" : ""}${a.keyExpirationPeriodInDays ? `  key policy ${a.keyExpirationPeriodInDays}d` : ""}  ${consumers.length} consumers`,
+      `  ${a.name.padEnd(16)} ${a.resourceGroup.padEnd(16)} ${a.location.padEnd(11)} key1 ${emulatorFingerprint(a.keys.key1.value)} (${age("key1")}d)  key2 ${emulatorFingerprint(a.keys.key2.value)} (${age("key2")}d)${a.isHnsEnabled ? "  ADLS Gen2" : ""}${a.keyExpirationPeriodInDays ? `  key policy ${a.keyExpirationPeriodInDays}d` : ""}  ${consumers.length} consumers`,
     );
   }
   lines.push("");

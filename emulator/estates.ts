@@ -17,28 +17,66 @@ import {
 export const EMULATOR_TENANT_ID = "72f988bf-0000-4000-8000-00000000e7e7";
 export const DEMO_SUBSCRIPTION_ID = "6f1c2a3b-4d5e-4f60-8a7b-9c0d1e2f3a4b";
 const LOCATION = "westeurope";
+/**
+ * The two regions a multi-subscription large estate alternates within each subscription, so the
+ * Storage RP's per-subscription-and-region limits are exercised as two budgets, not one.
+ */
+export const LARGE_ESTATE_REGIONS = ["eastus", "westeurope"] as const;
+export const MAX_LARGE_SUBSCRIPTIONS = 50;
 
-/** An estate name as the CLI takes it: `demo` or `large:<accounts>x<datastoresPerAccount>`. */
-export function parseEstateName(
-  name: string,
-): { kind: "demo" } | { kind: "large"; accounts: number; datastores: number } {
+export type EstateSpec =
+  | { kind: "demo" }
+  | {
+      kind: "large";
+      accounts: number;
+      datastores: number;
+      /** Absent: today's one subscription in one region. Given (even 1): the two regions alternate. */
+      subscriptions?: number;
+    };
+
+/** How the CLI's --estate help and the parse error name the forms. */
+export const ESTATE_FORMS = "demo, or large:<accounts>x<datastoresPerAccount>[x<subscriptions>]";
+
+/** An estate name as the CLI takes it: `demo` or `large:<accounts>x<datastoresPerAccount>[x<subscriptions>]`. */
+export function parseEstateName(name: string): EstateSpec {
   if (name === "demo") return { kind: "demo" };
-  const m = /^large:(\d+)x(\d+)$/.exec(name);
+  const m = /^large:(\d+)x(\d+)(?:x(\d+))?$/.exec(name);
   if (m) {
     const accounts = Number(m[1]);
     const datastores = Number(m[2]);
-    if (accounts >= 1 && accounts <= 5000 && datastores >= 0 && datastores <= 1000) {
-      return { kind: "large", accounts, datastores };
+    const subscriptions = m[3] === undefined ? undefined : Number(m[3]);
+    if (
+      accounts >= 1 &&
+      accounts <= 5000 &&
+      datastores >= 0 &&
+      datastores <= 1000 &&
+      (subscriptions === undefined || (subscriptions >= 1 && subscriptions <= MAX_LARGE_SUBSCRIPTIONS))
+    ) {
+      return subscriptions === undefined
+        ? { kind: "large", accounts, datastores }
+        : { kind: "large", accounts, datastores, subscriptions };
     }
   }
   throw new Error(
-    `Unknown estate '${name}': use 'demo' or 'large:<accounts>x<datastoresPerAccount>' (1-5000 accounts, 0-1000 datastores each), e.g. large:50x10.`,
+    `Unknown estate '${name}': use 'demo' or 'large:<accounts>x<datastoresPerAccount>[x<subscriptions>]' (1-5000 accounts, 0-1000 datastores each, 1-${MAX_LARGE_SUBSCRIPTIONS} subscriptions), e.g. large:50x10 or large:30x10x3.`,
   );
 }
 
 export function buildEstate(name: string, now: Date): Estate {
   const parsed = parseEstateName(name);
-  return parsed.kind === "demo" ? demoEstate(now) : largeEstate(parsed.accounts, parsed.datastores, now);
+  return parsed.kind === "demo"
+    ? demoEstate(now)
+    : largeEstate(parsed.accounts, parsed.datastores, parsed.subscriptions, now);
+}
+
+/**
+ * The subscription ids of a large estate: the first is the demo's (so `large:AxD` keeps its id),
+ * the others are fixed too, so a bench run names the same subscriptions every time.
+ */
+export function largeSubscriptionId(index: number): string {
+  return index === 0
+    ? DEMO_SUBSCRIPTION_ID
+    : `6f1c2a3b-4d5e-4f60-8a7b-${index.toString(16).padStart(12, "0")}`;
 }
 
 function emptyEstate(): Estate {
@@ -81,7 +119,7 @@ function addAccount(
     subscriptionId: sub,
     resourceGroup: rg,
     name,
-    location: LOCATION,
+    location: extra.location ?? LOCATION,
     kind: "StorageV2",
     tags: {},
     isHnsEnabled: false,
@@ -107,7 +145,8 @@ function addWorkspace(
     subscriptionId: sub,
     resourceGroup: rg,
     name,
-    location: LOCATION,
+    // A workspace lives in its storage account's region (Azure requires it).
+    location: storage.location,
     storageAccountId: storage.id,
     keyVaultId: keyVaultId(sub, rg, `kv-${name}`.slice(0, 24)),
     applicationInsightsId: `/subscriptions/${sub}/resourceGroups/${rg}/providers/Microsoft.Insights/components/appi-${name}`,
@@ -257,18 +296,46 @@ function demoEstate(now: Date): Estate {
   return estate;
 }
 
-/** Many accounts for scale work: one workspace per account, datastores spread over 25 resource groups. */
-function largeEstate(accounts: number, datastores: number, now: Date): Estate {
+/**
+ * Many accounts for scale work: one workspace per account, each subscription's accounts spread over
+ * up to 25 resource groups. Accounts go round-robin over the subscriptions; with a subscription count
+ * given, each subscription's accounts alternate two regions. Without one, it is one subscription in
+ * one region, as before subscriptions could be given.
+ */
+function largeEstate(
+  accounts: number,
+  datastores: number,
+  subscriptions: number | undefined,
+  now: Date,
+): Estate {
   const estate = emptyEstate();
-  const sub = DEMO_SUBSCRIPTION_ID;
-  const groups = Array.from(
-    { length: Math.min(25, accounts) },
-    (_, i) => `rg-ml-${String(i).padStart(2, "0")}`,
-  );
-  addSubscription(estate, sub, "ml-platform-large", groups);
+  const subs = subscriptions ?? 1;
+  const groupsOf: string[][] = [];
+  for (let s = 0; s < subs; s++) {
+    const inSubscription = Math.ceil((accounts - s) / subs);
+    const groups = Array.from(
+      { length: Math.max(1, Math.min(25, inSubscription)) },
+      (_, i) => `rg-ml-${String(i).padStart(2, "0")}`,
+    );
+    groupsOf.push(groups);
+    addSubscription(
+      estate,
+      largeSubscriptionId(s),
+      s === 0 ? "ml-platform-large" : `ml-platform-large-${s + 1}`,
+      groups,
+    );
+  }
   for (let i = 0; i < accounts; i++) {
-    const rg = groups[i % groups.length]!;
-    const account = addAccount(estate, sub, rg, `stml${String(i).padStart(5, "0")}`, 40 + (i % 60), now);
+    const s = i % subs;
+    const j = Math.floor(i / subs); // the account's place within its subscription
+    const sub = largeSubscriptionId(s);
+    const groups = groupsOf[s]!;
+    const rg = groups[j % groups.length]!;
+    const location =
+      subscriptions === undefined ? LOCATION : LARGE_ESTATE_REGIONS[j % LARGE_ESTATE_REGIONS.length]!;
+    const account = addAccount(estate, sub, rg, `stml${String(i).padStart(5, "0")}`, 40 + (i % 60), now, {
+      location,
+    });
     const ws = addWorkspace(estate, sub, rg, `mlw-${String(i).padStart(5, "0")}`, account);
     for (let d = 0; d < datastores; d++) {
       addDatastore(

@@ -10,7 +10,15 @@ import { generate } from "selfsigned";
 import { AzureError, Router, errorResponse, readRequest, send, type Request, type Response } from "./http";
 import { ARM_AUDIENCES, Identity, VAULT_AUDIENCE, type Principal } from "./identity";
 import { Rbac, loadRoleDefinition, type RoleDefinition } from "./rbac";
-import { SubscriptionThrottle } from "./throttle";
+import {
+  ArmThrottle,
+  StorageRpThrottle,
+  TENANT_SCOPE,
+  emptyThrottleCounts,
+  type ArmKind,
+  type ThrottleCounts,
+  type ThrottleSource,
+} from "./throttle";
 import { Faults, type FaultAction } from "./faults";
 import { sampleLatencyMs } from "./latency";
 import { buildEstate, EMULATOR_TENANT_ID } from "./estates";
@@ -29,6 +37,7 @@ import { cloudMetadata, instanceDiscovery } from "./cloud";
 import { KEYTURN_ROLE_FILE } from "./paths";
 
 export { EMULATOR_TENANT_ID };
+export type { ThrottleCounts, ThrottleSource };
 
 /** The api-versions each provider accepts: the SDKs' (DESIGN §7) and the Azure CLI's older ones. */
 export const API_VERSIONS: Record<ProviderName, string[]> = {
@@ -93,7 +102,7 @@ export interface ConnectionInfo {
 }
 
 export interface EmulatorOptions {
-  /** `demo` (default) or `large:<accounts>x<datastoresPerAccount>`. */
+  /** `demo` (default) or `large:<accounts>x<datastoresPerAccount>[x<subscriptions>]`. */
   estate?: string;
   /** HTTPS port for ARM, sign-in and admin; 0 (default) picks a free one. */
   port?: number;
@@ -111,8 +120,14 @@ export interface Emulator {
   outages: OutageLog;
   jobs: ConsumerJobs;
   faults: Faults;
-  throttle: SubscriptionThrottle;
+  /** ARM's token buckets (setting `throttling`). */
+  throttle: ArmThrottle;
+  /** The Storage resource provider's limits (setting `storageRpLimits`). */
+  storageRpThrottle: StorageRpThrottle;
+  /** Every ARM call, oldest first; the oldest are dropped past MAX_REQUEST_LOG. */
   requestLog: RequestLogEntry[];
+  /** Every 429 ARM answered since start (or the last reset), kept apart from the log so none is lost to trimming. */
+  throttled: ThrottleCounts;
   /** Every Key Vault data-plane call, with the data action it needed. */
   vaultLog: RequestLogEntry[];
   /** Adds a principal with the given role at the given scope (default: every subscription). */
@@ -121,14 +136,19 @@ export interface Emulator {
 }
 
 export interface RequestLogEntry {
+  /** When the request arrived (ISO, with milliseconds): the moment it drew on the limits. */
   at: string;
   method: string;
   path: string;
   operation: string;
   status: number;
+  /** From arrival to the answer, latency model included. */
+  durationMs?: number;
   clientId?: string;
   /** The RBAC action the call needed: ARM actions here, Key Vault data actions in vaultLog. */
   action?: string;
+  /** On a 429: which limit refused the call (`fault`: an injected status). */
+  throttledBy?: ThrottleSource;
 }
 
 export const DEFAULT_SETTINGS: EmulatorSettings = {
@@ -139,9 +159,19 @@ export const DEFAULT_SETTINGS: EmulatorSettings = {
   latency: "off",
   latencyScale: 1,
   throttling: true,
+  storageRpLimits: true,
 };
 
-const MAX_REQUEST_LOG = 50_000;
+/**
+ * The request log's capacity: a bench of a 300-account estate makes tens of thousands of calls, and
+ * reads the whole log afterwards. Past it, the oldest tenth goes at once (one splice, not a shift per call).
+ */
+export const MAX_REQUEST_LOG = 250_000;
+
+function appendBounded(log: RequestLogEntry[], entry: RequestLogEntry): void {
+  if (log.length >= MAX_REQUEST_LOG) log.splice(0, Math.ceil(MAX_REQUEST_LOG / 10));
+  log.push(entry);
+}
 
 export async function startEmulator(options: EmulatorOptions = {}): Promise<Emulator> {
   const now = () => new Date();
@@ -169,7 +199,8 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
   const dataPlane = await startDataPlane({ accounts: accountsOf(estate), tables: true, queues: true });
   const outages = new OutageLog(estate, now);
   const faults = new Faults();
-  const throttle = new SubscriptionThrottle();
+  const throttle = new ArmThrottle();
+  const storageRpThrottle = new StorageRpThrottle();
   const requestLog: RequestLogEntry[] = [];
   const vaultLog: RequestLogEntry[] = [];
 
@@ -211,7 +242,9 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
     jobs,
     faults,
     throttle,
+    storageRpThrottle,
     requestLog,
+    throttled: emptyThrottleCounts(),
     vaultLog,
     addPrincipal(displayName, roleDefinition, scope) {
       const principal = identity.addPrincipal(displayName);
@@ -241,7 +274,23 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
     .add("GET", "/common/discovery/instance", (r) => instanceDiscovery(r, origin))
     .add("GET", "/metadata/endpoints", (r) => cloudMetadata(origin, r));
 
-  async function dispatchArm(req: Request, res: ServerResponse, requestId: string): Promise<Response> {
+  /** What one ARM call learned on its way, for the request log. */
+  interface CallMeta {
+    clientId?: string;
+    throttledBy?: ThrottleSource;
+  }
+
+  /**
+   * ARM's limits, then the Storage RP's, in Azure's order: ARM counts every call it routes (so a
+   * call the Storage RP refuses has used an ARM token), and only calls ARM lets through and
+   * authorizes reach the provider.
+   */
+  async function dispatchArm(
+    req: Request,
+    res: ServerResponse,
+    requestId: string,
+    meta: CallMeta,
+  ): Promise<Response> {
     const path = "/" + req.segments.join("/");
     const matched = arm.match(req.method, req.segments);
     const route =
@@ -251,11 +300,32 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
     const operation = route?.operation ?? "unknown";
     const fault = faults.take({ method: req.method, path, operation });
     if (fault) {
+      // A fault fires before sign-in is checked (a dropped connection cares for no token), but the
+      // log still names who received it when the token is good.
+      meta.clientId = callerOf(req);
       const injected = await applyFault(fault, res, requestId);
       if (injected) return injected;
       return { status: 0 };
     }
     const { principal } = identity.authenticate(req.headers.authorization, ARM_AUDIENCES);
+    meta.clientId = principal.clientId;
+    res.setHeader("x-keyturn-client", principal.clientId);
+    if (settings.throttling) {
+      // ARM counts every call of a signed-in principal before it looks at what the call asks, so a
+      // call it then refuses (no api-version, an unknown path or group) has used a token too.
+      const sub =
+        typeof matched === "object"
+          ? matched.params.subscriptionId
+          : req.segments[0]?.toLowerCase() === "subscriptions"
+            ? req.segments[1]
+            : undefined;
+      const kind = route?.kind ?? (req.method === "GET" || req.method === "HEAD" ? "read" : "write");
+      const refused = takeArmToken(principal, sub, kind, res);
+      if (refused) {
+        meta.throttledBy = "arm";
+        throw refused;
+      }
+    }
     const apiVersion = req.query.get("api-version");
     if (!apiVersion) {
       throw new AzureError(
@@ -276,30 +346,68 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
     const subscriptionId = params.subscriptionId;
     if (subscriptionId !== undefined) checkScope(estate, subscriptionId, params.resourceGroupName);
     checkApiVersion(route, apiVersion, req.segments);
-    if (settings.throttling && subscriptionId !== undefined) {
-      const taken = throttle.take(subscriptionId, route.kind);
+    const scope = route.method === "POST" ? path.split("/").slice(0, -1).join("/") : path;
+    if (route.action) rbac.authorize(principal, route.action, scope);
+    if (settings.storageRpLimits && route.storageRp && subscriptionId !== undefined) {
+      const region = route.storageRp.region(params);
+      const taken =
+        region === undefined
+          ? { ok: true as const }
+          : storageRpThrottle.take(subscriptionId, region, route.storageRp.kind);
       if (!taken.ok) {
+        meta.throttledBy = "storageRp";
         throw new AzureError(
           429,
           "TooManyRequests",
-          `The request is being throttled as the limit has been reached for operation type - ${route.kind === "read" ? "Read" : "Write"}_ObservationWindow_00:05:00. For more information, refer to - https://aka.ms/armthrottling`,
+          `The request is being throttled as the limit has been reached for operation type - ${taken.observationWindow}. For more information, see - https://aka.ms/srpthrottlinglimits`,
           { "retry-after": String(taken.retryAfterSeconds) },
         );
       }
-      res.setHeader(
-        `x-ms-ratelimit-remaining-subscription-${route.kind === "read" ? "reads" : "writes"}`,
-        String(taken.remaining),
-      );
     }
-    const scope = route.method === "POST" ? path.split("/").slice(0, -1).join("/") : path;
-    if (route.action) rbac.authorize(principal, route.action, scope);
     if (settings.latency === "realistic") await sleep(sampleLatencyMs(operation, settings.latencyScale));
-    res.setHeader("x-keyturn-client", principal.clientId);
     return route.handler(req, params, { principal, subscriptionId: subscriptionId ?? "", scope });
+  }
+
+  function callerOf(req: Request): string | undefined {
+    try {
+      return identity.authenticate(req.headers.authorization, ARM_AUDIENCES).principal.clientId;
+    } catch {
+      return undefined;
+    }
+  }
+
+  /**
+   * Draws one token from the principal's bucket for the subscription (the tenant's, for a call that
+   * names none) and sets ARM's remaining-calls header, on a refusal too. Refused: ARM's 429.
+   */
+  function takeArmToken(
+    principal: Principal,
+    subscriptionId: string | undefined,
+    kind: ArmKind,
+    res: ServerResponse,
+  ): AzureError | undefined {
+    const scope = subscriptionId ?? TENANT_SCOPE;
+    const taken = throttle.take(principal.objectId, scope, kind);
+    const level = subscriptionId === undefined ? "tenant" : "subscription";
+    res.setHeader(
+      `x-ms-ratelimit-remaining-${level}-${kind === "read" ? "reads" : "writes"}`,
+      String(taken.ok ? taken.remaining : 0),
+    );
+    if (taken.ok) return undefined;
+    const target =
+      subscriptionId === undefined ? `tenant '${estate.tenantId}'` : `subscription '${subscriptionId}'`;
+    return new AzureError(
+      429,
+      subscriptionId === undefined ? "TenantRequestsThrottled" : "SubscriptionRequestsThrottled",
+      `Number of '${kind}' requests for ${target} actor '${principal.objectId}' exceeded. Please try again after '${taken.retryAfterSeconds}' seconds after additional tokens are available. Refer to https://aka.ms/arm-throttling`,
+      { "retry-after": String(taken.retryAfterSeconds) },
+    );
   }
 
   async function handle(incoming: IncomingMessage, res: ServerResponse): Promise<void> {
     const requestId = randomUUID();
+    const arrived = now();
+    const meta: CallMeta = {};
     let status = 500;
     let operation = "unknown";
     let req: Request | undefined;
@@ -312,7 +420,7 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
         if (typeof matched === "object")
           operation =
             byPattern.get(`${matched.route.method} ${matched.route.pattern}`)?.operation ?? operation;
-        response = await dispatchArm(req, res, requestId);
+        response = await dispatchArm(req, res, requestId, meta);
       } else {
         const router = first === "_admin" ? admin : identityRouter;
         const matched = router.match(req.method, req.segments);
@@ -331,15 +439,24 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
     } finally {
       const first = req?.segments[0]?.toLowerCase();
       if (req && (first === "subscriptions" || first === "providers")) {
-        if (requestLog.length >= MAX_REQUEST_LOG) requestLog.shift();
-        requestLog.push({
-          at: now().toISOString(),
+        const throttledBy = status === 429 ? (meta.throttledBy ?? "fault") : undefined;
+        const counts = emulator.throttled;
+        counts.requests++;
+        if (throttledBy) {
+          counts.total++;
+          counts.bySource[throttledBy]++;
+          counts.byOperation[operation] = (counts.byOperation[operation] ?? 0) + 1;
+        }
+        appendBounded(requestLog, {
+          at: arrived.toISOString(),
           method: req.method,
           path: req.url.pathname,
           operation,
           status,
-          clientId: res.getHeader("x-keyturn-client") as string | undefined,
+          durationMs: now().getTime() - arrived.getTime(),
+          clientId: meta.clientId,
           action: actionOf(req),
+          ...(throttledBy ? { throttledBy } : {}),
         });
       }
     }
@@ -540,8 +657,7 @@ function logVaultCall(
   } catch {
     clientId = undefined;
   }
-  if (log.length >= MAX_REQUEST_LOG) log.shift();
-  log.push({
+  appendBounded(log, {
     at: ctx.now().toISOString(),
     method: req.method,
     path: `${vault.name}${req.url.pathname}`,

@@ -658,8 +658,12 @@ export const mlRoutes: RouteModule = (ctx: EmulatorContext): ArmRoute[] => {
       const rejected = validateAgainstStorage(ctx.estate, input);
       if (rejected) return rejected;
     }
-    const now = ctx.now();
     const existing = ws.datastores.get(name.toLowerCase());
+    // Every PUT moves systemData.lastModifiedAt, even two in one millisecond: keyturn compares it
+    // to find datastores changed during a grace without reading their secrets.
+    const now = existing
+      ? new Date(Math.max(ctx.now().getTime(), existing.lastModifiedAt.getTime() + 1))
+      : ctx.now();
     const ds: Datastore = existing
       ? Object.assign(existing, input, { lastModifiedAt: now })
       : {

@@ -1,5 +1,5 @@
 import { AzureError, isObject, jsonBody, type Request } from "../http";
-import { newStorageKey, storageAccountId, type KeyName, type StorageAccount } from "../model";
+import { newStorageKey, resourceKey, storageAccountId, type KeyName, type StorageAccount } from "../model";
 import type { EmulatorContext, RouteModule } from "../context";
 import { filterByGroup, getResource, page } from "./common";
 
@@ -98,7 +98,19 @@ export async function regenerateStorageKey(
   await ctx.changed(cause);
 }
 
+/**
+ * The region a subscription-wide list counts in. Azure applies the Storage RP's limits "per region of
+ * the resource in the request" and a list names none, so the emulator counts lists per subscription.
+ */
+export const LIST_REGION = "(subscription)";
+
 export const storageRoutes: RouteModule = (ctx) => {
+  // The Storage RP counts a call in its account's region; a call for no account has none to count in.
+  const regionOf = (p: Record<string, string>): string | undefined =>
+    ctx.estate.storageAccounts.get(
+      resourceKey(storageAccountId(p.subscriptionId ?? "", p.resourceGroupName ?? "", p.accountName ?? "")),
+    )?.location;
+  const listing = { kind: "list", region: () => LIST_REGION } as const;
   const find = (p: Record<string, string>): StorageAccount =>
     getResource(
       ctx.estate.storageAccounts,
@@ -122,6 +134,7 @@ export const storageRoutes: RouteModule = (ctx) => {
       provider: "Microsoft.Storage",
       action: "Microsoft.Storage/storageAccounts/read",
       kind: "read",
+      storageRp: listing,
       operation: "storageAccounts.list",
       handler: (req, p) => list(req, filterByGroup(ctx.estate.storageAccounts.values(), p.subscriptionId!)),
     },
@@ -132,6 +145,7 @@ export const storageRoutes: RouteModule = (ctx) => {
       provider: "Microsoft.Storage",
       action: "Microsoft.Storage/storageAccounts/read",
       kind: "read",
+      storageRp: listing,
       operation: "storageAccounts.listByResourceGroup",
       handler: (req, p) =>
         list(req, filterByGroup(ctx.estate.storageAccounts.values(), p.subscriptionId!, p.resourceGroupName)),
@@ -142,6 +156,7 @@ export const storageRoutes: RouteModule = (ctx) => {
       provider: "Microsoft.Storage",
       action: "Microsoft.Storage/storageAccounts/read",
       kind: "read",
+      storageRp: { kind: "read", region: regionOf },
       operation: "storageAccounts.getProperties",
       handler: (_req, p) => ({ status: 200, body: storageAccountBody(ctx, find(p)) }),
     },
@@ -151,6 +166,8 @@ export const storageRoutes: RouteModule = (ctx) => {
       provider: "Microsoft.Storage",
       action: "Microsoft.Storage/storageAccounts/listKeys/action",
       kind: "write",
+      // Microsoft does not say whether the Storage RP counts listKeys as a read or a write: assume the worse.
+      storageRp: { kind: "write", region: regionOf },
       operation: "storageAccounts.listKeys",
       handler: (_req, p) => ({ status: 200, body: keysBody(find(p)) }),
     },
@@ -160,6 +177,7 @@ export const storageRoutes: RouteModule = (ctx) => {
       provider: "Microsoft.Storage",
       action: "Microsoft.Storage/storageAccounts/regeneratekey/action",
       kind: "write",
+      storageRp: { kind: "write", region: regionOf },
       operation: "storageAccounts.regenerateKey",
       handler: async (req, p) => {
         const account = find(p);

@@ -211,9 +211,12 @@ function errorStop(step: PlanStep, pending: CommandKind | undefined, reason: str
   if (pending === "findLateDatastores")
     return { outcome: "stalled", reason: `could not look for datastores added during the grace: ${reason}` };
   if (step.phase !== "retireActive") return { outcome: "stalled", reason };
-  // The old active key is not regenerated until the regeneration step succeeds.
+  // A regeneration that failed for good may still have happened (a lost answer): never claim the key is valid.
   if (step.kind === "regenerateKey")
-    return { outcome: "stalled", reason: `stopped before regenerating ${step.key}, still valid: ${reason}` };
+    return {
+      outcome: "failed",
+      reason: `regenerating ${step.key} failed and may have happened (its consumers were not resynced): ${reason}`,
+    };
   return { outcome: "failed", reason: `after regenerating the old active key, ${reason}` };
 }
 
@@ -231,6 +234,7 @@ function applyRegeneration(
   if (out.decision === "refuse") return { outcome: "failed", reason: out.reason ?? "regeneration refused" };
   // "already-done": this step regenerated it before a crash; either way the key is new.
   state.keysRegenerated.push(step.key);
+  state.lateChecked = false;
   state.learned[step.id] = out.keys[step.key];
   const created = out.creationTimes[step.key];
   if (created !== undefined) state.learnedTimes[step.id] = created;
@@ -347,7 +351,8 @@ function decide(state: AccountState, now: number): { state: AccountState; comman
       }
       case "regenerateKey": {
         const keep = keyRef(state, step.keep.key, resolveKeyTarget(step.keep, state.learned), step.keep);
-        if (step.phase === "retireActive" && !state.lateChecked) {
+        // After any grace, a datastore may have been added or re-registered with the key about to die.
+        if (!state.lateChecked && (step.phase === "retireActive" || graceBefore(state.plan, state.cursor))) {
           const workspaceIds = workspacesOf(state.plan);
           if (workspaceIds.length > 0) {
             return issue(state, {
@@ -432,6 +437,16 @@ function keyRef(state: AccountState, key: KeyName, fingerprint: Fingerprint, tar
   const creationTime =
     target.source === "regenerated" ? state.learnedTimes[target.stepId] : state.plan.keys[key].creationTime;
   return { key, fingerprint, ...(creationTime !== undefined ? { creationTime } : {}) };
+}
+
+/** Whether a grace with a wait lies between the last regeneration (or the start) and this step. */
+function graceBefore(plan: AccountPlan, cursor: number): boolean {
+  for (let i = cursor - 1; i >= 0; i--) {
+    const step = plan.steps[i]!;
+    if (step.kind === "regenerateKey") return false;
+    if (step.kind === "grace" && step.seconds > 0) return true;
+  }
+  return false;
 }
 
 /** Workspaces whose datastores use the account: where a datastore added during the grace most likely is. */

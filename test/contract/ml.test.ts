@@ -317,6 +317,36 @@ describe("datastores", () => {
     expect(after.systemData?.lastModifiedAt?.getTime()).toBeGreaterThanOrEqual(createdAt ?? Infinity);
   });
 
+  it("every PUT moves systemData.lastModifiedAt, as list and get show it, even two PUTs in one millisecond", async () => {
+    const live = await storageKeys(PROD, "stmlbatch");
+    await clients.ml.datastores.createOrUpdate(
+      PROD,
+      "mlw-score",
+      "changing",
+      blobDatastore("stmlbatch", "outputs", live.key1),
+    );
+    const listed = async (): Promise<number | undefined> => {
+      for await (const ds of clients.ml.datastores.list(PROD, "mlw-score"))
+        if (ds.name === "changing") return ds.systemData?.lastModifiedAt?.getTime();
+      return undefined;
+    };
+    const before = await listed();
+    expect(typeof before).toBe("number");
+    const current = await clients.ml.datastores.get(PROD, "mlw-score", "changing");
+    expect(current.systemData?.lastModifiedAt?.getTime()).toBe(before);
+    // Two PUTs at once: each still moves the time (keyturn compares it to find changed datastores).
+    const [a, b] = await Promise.all([
+      clients.ml.datastores.createOrUpdate(PROD, "mlw-score", "changing", withKey(current, live.key2)),
+      clients.ml.datastores.createOrUpdate(PROD, "mlw-score", "changing", withKey(current, live.key1)),
+    ]);
+    const times = [a, b].map((d) => d.systemData?.lastModifiedAt?.getTime() ?? 0).sort((x, y) => x - y);
+    expect(times[0]).toBeGreaterThan(before!);
+    expect(times[1]).toBeGreaterThan(times[0]!);
+    expect(await listed()).toBe(times[1]);
+    const untouched = await clients.ml.datastores.get(PROD, "mlw-score", "workspaceblobstore");
+    expect(untouched.systemData?.lastModifiedAt?.getTime()).toBeLessThanOrEqual(before!);
+  });
+
   it("PUT with a key that is not live on the account is rejected 400 without echoing it, and nothing is saved", async () => {
     const key = deadKey();
     const attempt = putStatus(

@@ -1,13 +1,16 @@
 import {
-  SubscriptionThrottle,
+  ArmThrottle,
+  SlidingWindow,
+  StorageRpThrottle,
   TokenBucket,
   ARM_READ_LIMITS,
   ARM_WRITE_LIMITS,
+  STORAGE_RP_LIMITS,
+  TENANT_SCOPE,
 } from "../../../emulator/throttle";
 import { medianLatencyMs, sampleLatencyMs } from "../../../emulator/latency";
 import { actionMatches, Rbac } from "../../../emulator/rbac";
 import { Faults } from "../../../emulator/faults";
-import { parseEstateName } from "../../../emulator/estates";
 
 function clock(start = 0) {
   let t = start;
@@ -32,13 +35,162 @@ describe("ARM token buckets", () => {
     expect(bucket.take().ok).toBe(false);
   });
 
-  it("keeps subscriptions and read/write buckets apart", () => {
+  it("tells how many calls remain after each one, down to 0", () => {
+    const bucket = new TokenBucket({ capacity: 3, refillPerSecond: 1 }, clock().now);
+    expect([bucket.take(), bucket.take(), bucket.take()]).toEqual([
+      { ok: true, remaining: 2 },
+      { ok: true, remaining: 1 },
+      { ok: true, remaining: 0 },
+    ]);
+  });
+
+  it("keeps principals, subscriptions and read/write buckets apart", () => {
+    const throttle = new ArmThrottle(clock().now);
+    throttle.bucket("keyturn", "sub-a", "write").drain();
+    expect(throttle.take("keyturn", "sub-a", "write").ok).toBe(false);
+    expect(throttle.take("KEYTURN", "SUB-A", "read").ok).toBe(true);
+    expect(throttle.take("keyturn", "sub-b", "write").ok).toBe(true);
+    expect(throttle.take("someone-else", "sub-a", "write").ok).toBe(true);
+    expect(throttle.take("keyturn", TENANT_SCOPE, "write").ok).toBe(true);
+  });
+
+  it("drains every principal's bucket of a subscription, including one that has made no call yet", () => {
+    const throttle = new ArmThrottle(clock().now);
+    throttle.take("early", "sub-a", "read");
+    throttle.drain("sub-a", "read", ["late"]);
+    expect(throttle.take("early", "sub-a", "read").ok).toBe(false);
+    expect(throttle.take("late", "sub-a", "read").ok).toBe(false);
+    expect(throttle.take("early", "sub-a", "write").ok).toBe(true);
+    expect(throttle.take("early", "sub-b", "read").ok).toBe(true);
+  });
+
+  it("counts POSTs of key listings as writes: 200 listKeys in a burst, the 201st waits a second", () => {
+    const throttle = new ArmThrottle(clock().now);
+    for (let i = 0; i < 200; i++) expect(throttle.take("keyturn", "sub", "write").ok).toBe(true);
+    expect(throttle.take("keyturn", "sub", "write")).toEqual({ ok: false, retryAfterSeconds: 1 });
+    expect(throttle.take("keyturn", "sub", "read").ok).toBe(true);
+  });
+});
+
+describe("sliding windows", () => {
+  it("admit the limit within the window and say when the oldest call leaves it", () => {
     const c = clock();
-    const throttle = new SubscriptionThrottle(c.now);
-    throttle.bucket("sub-a", "write").drain();
-    expect(throttle.take("sub-a", "write").ok).toBe(false);
-    expect(throttle.take("SUB-A", "read").ok).toBe(true);
-    expect(throttle.take("sub-b", "write").ok).toBe(true);
+    const window = new SlidingWindow({ limit: 3, windowMs: 10_000 }, c.now);
+    expect(window.take()).toEqual({ ok: true, remaining: 2 });
+    c.advance(4_000);
+    window.take();
+    window.take();
+    expect(window.take()).toEqual({ ok: false, retryAfterSeconds: 6 });
+    c.advance(5_999);
+    expect(window.take()).toEqual({ ok: false, retryAfterSeconds: 1 });
+    c.advance(1);
+    expect(window.take()).toEqual({ ok: true, remaining: 0 });
+    expect(window.take()).toEqual({ ok: false, retryAfterSeconds: 4 });
+  });
+
+  it("do not count refused calls", () => {
+    const c = clock();
+    const window = new SlidingWindow({ limit: 1, windowMs: 1_000 }, c.now);
+    window.take();
+    for (let i = 0; i < 5; i++) expect(window.take().ok).toBe(false);
+    c.advance(1_000);
+    expect(window.take().ok).toBe(true);
+  });
+
+  it("stay correct over many more calls than the limit", () => {
+    const c = clock();
+    const window = new SlidingWindow({ limit: 100, windowMs: 1_000 }, c.now);
+    let admitted = 0;
+    for (let i = 0; i < 50_000; i++) {
+      if (window.take().ok) admitted++;
+      c.advance(1);
+    }
+    // 100 per second over 50 seconds.
+    expect(admitted).toBe(5_000);
+    // At 50,000 ms the call admitted at 49,000 ms has just left the window.
+    expect(window.remaining()).toBe(1);
+  });
+});
+
+describe("Storage resource provider limits", () => {
+  it("admit 10 writes at once, then 10 per second", () => {
+    const c = clock();
+    const rp = new StorageRpThrottle(c.now);
+    for (let i = 0; i < 10; i++) expect(rp.take("sub", "eastus", "write").ok).toBe(true);
+    expect(rp.take("sub", "eastus", "write")).toEqual({
+      ok: false,
+      retryAfterSeconds: 1,
+      observationWindow: "Write_ObservationWindow_00:00:01",
+    });
+    c.advance(1000);
+    for (let i = 0; i < 10; i++) expect(rp.take("sub", "eastus", "write").ok).toBe(true);
+    expect(rp.take("sub", "eastus", "write").ok).toBe(false);
+  });
+
+  it("stop writes at 1,200 an hour and say how long until the first of them leaves the hour", () => {
+    const c = clock();
+    const rp = new StorageRpThrottle(c.now);
+    for (let i = 0; i < 1200; i++) {
+      expect(rp.take("sub", "eastus", "write").ok).toBe(true);
+      c.advance(100); // 10 per second: never the per-second limit
+    }
+    // 120 s have passed since the first write: it leaves the hour in 3,480 s.
+    expect(rp.take("sub", "eastus", "write")).toEqual({
+      ok: false,
+      retryAfterSeconds: 3480,
+      observationWindow: "Write_ObservationWindow_01:00:00",
+    });
+    c.advance(3_480_000);
+    expect(rp.take("sub", "eastus", "write").ok).toBe(true);
+    expect(rp.take("sub", "eastus", "write").ok).toBe(false);
+  });
+
+  it("keep each subscription and region's budget apart", () => {
+    const rp = new StorageRpThrottle(clock().now);
+    for (let i = 0; i < 10; i++) rp.take("sub", "eastus", "write");
+    expect(rp.take("sub", "eastus", "write").ok).toBe(false);
+    expect(rp.take("sub", "westeurope", "write").ok).toBe(true);
+    expect(rp.take("other", "eastus", "write").ok).toBe(true);
+    expect(rp.take("SUB", "EastUS", "write").ok).toBe(false);
+  });
+
+  it("admit 800 reads and 100 lists per 5 minutes, each apart from writes", () => {
+    const c = clock();
+    const rp = new StorageRpThrottle(c.now);
+    for (let i = 0; i < STORAGE_RP_LIMITS.reads.limit; i++)
+      expect(rp.take("sub", "eastus", "read").ok).toBe(true);
+    expect(rp.take("sub", "eastus", "read")).toEqual({
+      ok: false,
+      retryAfterSeconds: 300,
+      observationWindow: "Read_ObservationWindow_00:05:00",
+    });
+    for (let i = 0; i < STORAGE_RP_LIMITS.lists.limit; i++)
+      expect(rp.take("sub", "eastus", "list").ok).toBe(true);
+    expect(rp.take("sub", "eastus", "list")).toMatchObject({
+      ok: false,
+      observationWindow: "List_ObservationWindow_00:05:00",
+    });
+    expect(rp.take("sub", "eastus", "write").ok).toBe(true);
+    c.advance(300_000);
+    expect(rp.take("sub", "eastus", "read").ok).toBe(true);
+    expect(rp.take("sub", "eastus", "list").ok).toBe(true);
+  });
+
+  it("do not count a write the per-second bucket refuses against the hour", () => {
+    const c = clock();
+    const rp = new StorageRpThrottle(c.now, {
+      ...STORAGE_RP_LIMITS,
+      writesPerHour: { limit: 12, windowMs: 3_600_000 },
+    });
+    for (let i = 0; i < 10; i++) rp.take("sub", "eastus", "write");
+    for (let i = 0; i < 50; i++) expect(rp.take("sub", "eastus", "write").ok).toBe(false);
+    c.advance(1000);
+    expect(rp.take("sub", "eastus", "write").ok).toBe(true);
+    expect(rp.take("sub", "eastus", "write").ok).toBe(true);
+    expect(rp.take("sub", "eastus", "write")).toMatchObject({
+      ok: false,
+      observationWindow: "Write_ObservationWindow_01:00:00",
+    });
   });
 });
 
@@ -109,14 +261,5 @@ describe("fault rules", () => {
     expect(faults.takeLroFailure("batch")).toBe(false);
     expect(faults.takeLroFailure("resyncKeys")).toBe(true);
     expect(faults.takeLroFailure("resyncKeys")).toBe(false);
-  });
-});
-
-describe("estate names", () => {
-  it("accepts demo and large:<accounts>x<datastores>, and names the fix otherwise", () => {
-    expect(parseEstateName("demo")).toEqual({ kind: "demo" });
-    expect(parseEstateName("large:20x5")).toEqual({ kind: "large", accounts: 20, datastores: 5 });
-    expect(() => parseEstateName("large:0x5")).toThrow(/large:<accounts>x<datastoresPerAccount>/);
-    expect(() => parseEstateName("big")).toThrow(/Unknown estate 'big'/);
   });
 });

@@ -145,6 +145,8 @@ describe("evaluateVerification", () => {
         name: "mlw-one",
         kind: "workspace",
         reason: "holds key1, regenerated next: it breaks until the resync that follows",
+        // The fact travels as data: the state machine measures the window of the key regenerated next.
+        key: "key1",
       },
     ]);
   });
