@@ -223,7 +223,7 @@ export async function regenerateKey(
 }
 
 /** Calls in flight for one account; the ARM pacer sets the pace across accounts. */
-const PER_ACCOUNT_CONCURRENCY = 4;
+const PER_ACCOUNT_CONCURRENCY = 8;
 
 /**
  * Moves an account's consumers to `to` and verifies every check, reading the account's keys at most

@@ -45,7 +45,12 @@ export function isOptedOut(account: Pick<StorageAccountSnapshot, "tags">): boole
 export const DEFAULT_GRACE_SECONDS = 60 * 60; // the workspace's own key cache, per the ML how-to
 /** Longer graces hold the account's rotation, and its singleton lock, open for no known cache. */
 export const MAX_GRACE_SECONDS = 24 * 60 * 60;
-export const DEFAULT_PARALLELISM = 8;
+/**
+ * Accounts doing ARM work at once. The ARM pacer holds the estate to Azure's budget whatever this is;
+ * the window only has to be wide enough that every account's first calls start early, so that the
+ * graces overlap the budget-bound work instead of following it (DESIGN §10).
+ */
+export const DEFAULT_PARALLELISM = 32;
 export const MIN_PARALLELISM = 1;
 /** ARM's per-subscription write bucket refills at 10/s; more accounts at once only buys 429s. */
 export const MAX_PARALLELISM = 64;

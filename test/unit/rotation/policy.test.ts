@@ -95,8 +95,8 @@ describe("parseGraceSeconds", () => {
 
 describe("parseParallelism", () => {
   it("defaults to 8", () => {
-    expect(parseParallelism(undefined)).toBe(8);
-    expect(parseParallelism(" ")).toBe(8);
+    expect(parseParallelism(undefined)).toBe(32);
+    expect(parseParallelism(" ")).toBe(32);
   });
 
   it("accepts 1 to 64 from a setting or a number", () => {
