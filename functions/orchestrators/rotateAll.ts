@@ -170,7 +170,9 @@ export const rotateAll: OrchestrationHandler = function* (context: Orchestration
   context.df.setCustomStatus(publishable(status));
   // Starters validate it; the durable webhook does not, and 0 or NaN here would hang or drop accounts.
   const parallelism =
-    Number.isInteger(input.parallelism) && input.parallelism >= 1 ? Math.min(input.parallelism, MAX_PARALLELISM) : DEFAULT_PARALLELISM;
+    Number.isInteger(input.parallelism) && input.parallelism >= 1
+      ? Math.min(input.parallelism, MAX_PARALLELISM)
+      : DEFAULT_PARALLELISM;
   // At most `parallelism` accounts do ARM work at once, one per lane; an account waiting out its grace
   // holds no lane, so every grace overlaps other accounts' work (DESIGN §10).
   const lanes = assignLanes(toRotate, parallelism);
