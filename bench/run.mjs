@@ -2,8 +2,8 @@
 // `npm run bench`: keyturn against the seeds' manual procedure at estate scale (issue 7, DESIGN §10).
 // A benchmark, not a test: it takes minutes per estate.
 //
-// For each estate, on FRESH emulators (`keyturn emulator --latency realistic`, its default limits on:
-// ARM token buckets and the Storage RP's limits, whatever the emulator build enforces):
+// For each estate, on FRESH emulators (`keyturn emulator --latency realistic ...`, the command recorded
+// in each result; its default limits on: ARM token buckets and the Storage RP's limits):
 //   1. keyturn: `keyturn rotate --json --grace G --subscription <each>` as a child process; its wall
 //      time, and its peak RSS (/proc/<pid>/status VmRSS and VmHWM every 250 ms, descendants summed);
 //      then the emulator's request log, outage log and key state through its admin API.
@@ -140,22 +140,19 @@ async function startEmulator(estate, dir) {
   const connectionFile = join(dir, "connection.json");
   const logFile = join(dir, "emulator.log");
   const fd = openSync(logFile, "w");
-  const child = spawn(
-    process.execPath,
-    [
-      CLI,
-      "emulator",
-      "--estate",
-      estate,
-      "--latency",
-      "realistic",
-      "--resync-policy",
-      "consumers",
-      "--connection-file",
-      connectionFile,
-    ],
-    { cwd: dir, stdio: ["ignore", fd, fd] },
-  );
+  const args = [
+    CLI,
+    "emulator",
+    "--estate",
+    estate,
+    "--latency",
+    "realistic",
+    "--resync-policy",
+    "consumers",
+    "--connection-file",
+    connectionFile,
+  ];
+  const child = spawn(process.execPath, args, { cwd: dir, stdio: ["ignore", fd, fd] });
   closeSync(fd);
   children.add(child);
   child.once("exit", () => children.delete(child));
@@ -174,7 +171,8 @@ async function startEmulator(estate, dir) {
   const connection = JSON.parse(readFileSync(connectionFile, "utf8"));
   const ca = readFileSync(connection.caCertFile, "utf8");
   const admin = (method, path) => adminCall(connection.adminEndpoint, ca, method, path);
-  return { child, connection, connectionFile, logFile, admin, stop: () => stopChild(child) };
+  const command = `node bin/keyturn.js ${args.slice(1, -1).join(" ")} ${relative(dir, connectionFile)}`;
+  return { child, command, connection, connectionFile, logFile, admin, stop: () => stopChild(child) };
 }
 
 /** The emulator's admin API (loopback, its own CA). Resolves {status, body}. */
@@ -428,6 +426,7 @@ async function benchKeyturn(A, estate, dir, opts) {
       part: {
         date: new Date(run.startedAt).toISOString(),
         command: run.command,
+        emulatorCommand: emulator.command,
         wallSeconds: run.wallSeconds,
         exitCode: run.exitCode,
         signal: run.signal,
@@ -501,6 +500,7 @@ async function benchSequential(A, estate, dir, opts) {
       before,
       part: {
         date: new Date(startedAt).toISOString(),
+        emulatorCommand: emulator.command,
         ...estimate,
         sample: sample.map((a) => a.name),
         accountsFailed: result.accounts.filter((a) => a.error).length,
@@ -681,7 +681,7 @@ function readResults(A, outDir) {
 function describeRun(A, r) {
   const lines = [`### \`${r.estate}\``, ""];
   lines.push(
-    `${r.date.slice(0, 16).replace("T", " ")} UTC, commit ${r.commit ?? "unknown"}; ${r.machine}. Grace ${r.graceSeconds} s, realistic latency, the emulator's default limits.`,
+    `${r.date.slice(0, 16).replace("T", " ")} UTC, commit ${r.commit ?? "unknown"}; ${r.machine}. Grace ${r.graceSeconds} s, the emulator's default limits; emulator: \`${(r.keyturn ?? r.sequential)?.emulatorCommand ?? "?"}\`.`,
   );
   if (r.keptFromEarlierRuns) lines.push(`Kept from earlier runs: ${r.keptFromEarlierRuns.join("; ")}.`);
   lines.push("");
