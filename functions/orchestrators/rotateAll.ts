@@ -84,18 +84,17 @@ export const rotateAll: OrchestrationHandler = function* (context: Orchestration
     ),
   );
   const workspaces = found.flatMap((f) => f.workspaces);
-  const perWorkspace = yield* all<DiscoverWorkspaceOutput>(
-    context,
-    workspaces.map((workspace) =>
+  // Key Vault is not ARM: its secrets are read while the workspaces' datastores are.
+  const [secrets, ...perWorkspace] = yield* all<DiscoverSecretsOutput | DiscoverWorkspaceOutput>(context, [
+    context.df.callActivityWithRetry(ACTIVITY.discoverSecrets, ACTIVITY_RETRY, { salt: rotationId }),
+    ...workspaces.map((workspace) =>
       context.df.callActivityWithRetry(ACTIVITY.discoverWorkspace, ACTIVITY_RETRY, {
         workspace,
         salt: rotationId,
       }),
     ),
-  );
-  const secrets = (yield context.df.callActivityWithRetry(ACTIVITY.discoverSecrets, ACTIVITY_RETRY, {
-    salt: rotationId,
-  })) as DiscoverSecretsOutput;
+  ]);
+  if (!secrets) throw new Error("discoverSecrets returned nothing");
   armCalls += sum(found) + sum(perWorkspace) + secrets.armCalls;
   const consumers: Consumer[] = [
     ...found.flatMap((f) => f.consumers),

@@ -103,7 +103,7 @@ export const rotateStorageAccount: OrchestrationHandler = function* (context: Or
           accountId: state.plan.account.id,
           phase: command.phase,
           moves: command.moves,
-          checks: command.verify.checks,
+          checks: command.checks,
           to: command.to,
           keys: command.keys,
           verified: command.verified,

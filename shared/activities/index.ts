@@ -16,7 +16,7 @@ import {
 import { mapLimit } from "../concurrency";
 import type { KeyReader } from "../azure/storage";
 import type { KeyturnConfig } from "../config";
-import { KeyturnError } from "../errors";
+import { KeyturnError, scrubError } from "../errors";
 import { countArmCalls, unreadSnapshot, type Azure } from "../azure";
 import type { AuditStore } from "../audit";
 import type {
@@ -51,6 +51,9 @@ export interface ActivityDeps {
 
 /** Thrown when a key no longer has the fingerprint the plan expects: something outside keyturn changed it. */
 export class KeyChangedError extends KeyturnError {}
+
+/** Calls in flight for one account or workspace; the ARM pacer sets the pace across them. */
+const PER_ACCOUNT_CONCURRENCY = 8;
 
 async function metered<T extends object>(
   _deps: ActivityDeps,
@@ -158,30 +161,30 @@ export async function discoverWorkspace(
         ...(held ? { heldFingerprint: held } : {}),
       });
     }
-    for (const ds of await deps.azure.datastores.list(workspace.id)) {
-      if (!ds.accountName) continue; // not a storage-account datastore
+    const datastores = (await deps.azure.datastores.list(workspace.id)).filter((ds) => ds.accountName);
+    // Secrets are read a few at a time: one workspace's datastores should not wait on each other.
+    const found = await mapLimit(datastores, PER_ACCOUNT_CONCURRENCY, async (ds): Promise<Consumer> => {
       const base = {
         id: ds.id,
         name: `${workspace.name}/${ds.name}`,
-        storageAccountId: ds.accountName,
+        storageAccountId: ds.accountName!,
         workspaceId: workspace.id,
       };
       if (ds.credentialsType === "AccountKey") {
         const held = await deps.azure.datastores.heldFingerprint(ds.id, salt);
-        consumers.push({
+        return {
           ...base,
           kind: "datastore",
           datastoreType: ds.datastoreType,
           isDefault: ds.isDefault,
           ...(ds.container ? { container: ds.container } : {}),
           ...(held ? { heldFingerprint: held } : {}),
-        });
-      } else if (ds.credentialsType === "Sas") {
-        consumers.push({ ...base, kind: "sasDatastore" });
-      } else {
-        consumers.push({ ...base, kind: "identityDatastore" });
+        };
       }
-    }
+      if (ds.credentialsType === "Sas") return { ...base, kind: "sasDatastore" };
+      return { ...base, kind: "identityDatastore" };
+    });
+    consumers.push(...found);
     return { consumers };
   });
 }
@@ -221,9 +224,6 @@ export async function regenerateKey(
     return { decision: "regenerate", keys: fingerprintsOf(keys), creationTimes };
   });
 }
-
-/** Calls in flight for one account; the ARM pacer sets the pace across accounts. */
-const PER_ACCOUNT_CONCURRENCY = 8;
 
 /**
  * Moves an account's consumers to `to` and verifies every check, reading the account's keys at most
@@ -331,6 +331,9 @@ async function verifyChecks(
       listed.set(ds.id.toLowerCase(), ds.modifiedAt);
   }
   let account: Promise<{ blobEndpoint?: string; name: string }> | undefined;
+  // A datastore found holding the target key lends it to the probes: no account listKeys (a write).
+  let lent: string | undefined;
+  const seen: string[] = [];
   const probes = new Map<string, Promise<ProbeResult>>();
   const probe = (container: string | undefined): Promise<ProbeResult> => {
     const cacheKey = container ?? "";
@@ -343,7 +346,7 @@ async function verifyChecks(
         const outcome = await deps.azure.probe.probe({
           blobEndpoint,
           accountName: name,
-          key: await target(),
+          key: lent ?? (await target()),
           ...(container ? { container } : {}),
         });
         if (outcome.ok === true) return "ok";
@@ -355,7 +358,10 @@ async function verifyChecks(
     return result;
   };
   const verified: Record<string, VerifiedDatastore> = {};
-  const observations = await mapLimit(input.checks, PER_ACCOUNT_CONCURRENCY, async ({ consumer, expect }) => {
+  const observe = async ({
+    consumer,
+    expect,
+  }: MoveAndVerifyInput["checks"][number]): Promise<ConsumerObservation> => {
     try {
       switch (consumer.kind) {
         case "datastore": {
@@ -372,7 +378,10 @@ async function verifyChecks(
               heldFingerprint: before.fingerprint,
               probe: "unchanged" as const,
             };
-          const held = await deps.azure.datastores.heldFingerprint(consumer.id, salt);
+          const value = await deps.azure.datastores.heldKey(consumer.id);
+          if (value) seen.push(value);
+          const held = value ? fingerprint(value, salt) : undefined;
+          if (held === to.fingerprint) lent ??= value;
           // File shares have no probe of their own here: the account's blob service proves the key instead.
           const container = consumer.datastoreType === "AzureFile" ? undefined : consumer.container;
           const observed: ConsumerObservation = {
@@ -412,9 +421,14 @@ async function verifyChecks(
           };
       }
     } catch (e) {
-      return { consumerId: consumer.id, error: keys.scrub(e).message };
+      return { consumerId: consumer.id, error: scrubError(keys.scrub(e), seen).message };
     }
-  });
+  };
+  // Datastores first: one of them holding the target key lends it to every later probe.
+  const datastores = input.checks.filter((c) => c.consumer.kind === "datastore");
+  const others = input.checks.filter((c) => c.consumer.kind !== "datastore");
+  const observations = await mapLimit(datastores, PER_ACCOUNT_CONCURRENCY, observe);
+  observations.push(...(await mapLimit(others, PER_ACCOUNT_CONCURRENCY, observe)));
   return { observations, verified };
 }
 

@@ -38,6 +38,11 @@ export interface Datastores {
   /** Fingerprint of the stored account key (`listSecrets`); undefined when the secret is not an account key. */
   heldFingerprint(datastoreId: string, salt: string): Promise<Fingerprint | undefined>;
   /**
+   * The stored account key itself (`listSecrets`), for a data-plane probe with exactly the key the
+   * datastore holds. Same rule as `StorageKeys.withKey`: spent inside the activity, never returned.
+   */
+  heldKey(datastoreId: string): Promise<string | undefined>;
+  /**
    * Re-registers the datastore in place with a new account key: GET, then PUT the same properties with new
    * credentials. Never delete and re-create (soft-deleted Key Vault secrets make the re-create fail).
    * Azure validates the key against the account before saving it.
@@ -76,13 +81,17 @@ export class ArmDatastores implements Datastores {
   }
 
   async heldFingerprint(datastoreId: string, salt: string): Promise<Fingerprint | undefined> {
+    const key = await this.heldKey(datastoreId);
+    return key ? fingerprint(key, salt) : undefined;
+  }
+
+  async heldKey(datastoreId: string): Promise<string | undefined> {
     const ref = datastoreRef(datastoreId);
     const secrets = await azureCall(OPERATIONS.listDatastoreSecrets, datastoreId, () =>
       this.client(ref.subscriptionId).datastores.listSecrets(ref.resourceGroup, ref.workspaceName, ref.name),
     );
     if (secrets.secretsType !== "AccountKey") return undefined;
-    const key = (secrets as AccountKeyDatastoreSecrets).key;
-    return key ? fingerprint(key, salt) : undefined;
+    return (secrets as AccountKeyDatastoreSecrets).key || undefined;
   }
 
   async putKey(datastoreId: string, key: string): Promise<void> {

@@ -11,6 +11,7 @@ import {
 import { isServiceChosen, type KeyName } from "./model";
 import type {
   AccountPlan,
+  ConsumerCheck,
   ConsumerMove,
   KeyTarget,
   MoveConsumersStep,
@@ -58,6 +59,11 @@ export type Command =
       /** Written consumers first, then the ones whose key a service picks (they may follow the others). */
       moves: ConsumerMove[];
       verify: VerifyConsumersStep;
+      /**
+       * The checks to run now. Empty while the moves run on their own: when a grace follows, the
+       * grace starts once consumers are moved and verification runs inside it (DESIGN §10).
+       */
+      checks: ConsumerCheck[];
       to: KeyRef;
       /** Fingerprints of the account's keys as the last regeneration left them. */
       keys: Record<KeyName, Fingerprint>;
@@ -133,6 +139,10 @@ export interface AccountState {
   verified: Record<string, VerifiedDatastore>;
   lateChecked: boolean;
   waitUntil?: number;
+  /** What the pending moveAndVerify does: moves only, the verification of moves done, or both. */
+  part?: "move" | "verify" | "both";
+  /** When the moves of the current step finished: the grace that follows counts from then. */
+  movedAt?: number;
   armCalls: number;
   /** Service-chosen consumers found on the key regenerated next: the service insists on it. */
   onNextKey: VerificationProblem[];
@@ -201,6 +211,7 @@ function apply(state: AccountState, result: CommandResult, now: number): Stop | 
       return applyMoveAndVerify(state, result.out, now);
     case "wait":
       state.waitUntil = undefined;
+      state.movedAt = undefined;
       state.cursor++;
       return undefined;
   }
@@ -267,8 +278,12 @@ function applyLate(state: AccountState, step: RegenerateKeyStep, out: FindLateRe
 
 function applyMoveAndVerify(state: AccountState, out: MoveAndVerifyResult, now: number): Stop | undefined {
   const move = state.plan.steps[state.cursor];
-  const hasMove = move?.kind === "moveConsumers";
-  const verify = (hasMove ? state.plan.steps[state.cursor + 1] : move) as VerifyConsumersStep;
+  const part = state.part ?? "both";
+  state.part = undefined;
+  const hasMove = move?.kind === "moveConsumers" && part !== "verify";
+  const verify = (
+    move?.kind === "moveConsumers" ? state.plan.steps[state.cursor + 1] : move
+  ) as VerifyConsumersStep;
   state.armCalls += out.armCalls;
   state.keys = out.current;
   const failures: string[] = [];
@@ -309,6 +324,10 @@ function applyMoveAndVerify(state: AccountState, out: MoveAndVerifyResult, now: 
       });
     }
     state.inWindow = state.inWindow.filter((w) => !moved.has(w.consumerId));
+    if (part === "move") {
+      state.movedAt = now;
+      return undefined;
+    }
   }
   Object.assign(state.verified, out.verified);
   const verdict = evaluateVerification(verify, out.observations, out.current, state.learned);
@@ -323,7 +342,7 @@ function applyMoveAndVerify(state: AccountState, out: MoveAndVerifyResult, now: 
   state.onNextKey = verdict.warnings.filter(
     (w) => verify.nextRegeneration !== undefined && w.key === verify.nextRegeneration,
   );
-  state.cursor += hasMove ? 2 : 1;
+  state.cursor += move?.kind === "moveConsumers" ? 2 : 1;
   if (!verdict.ok) {
     const reasons = verdict.failures.map((f) => `${f.name} (${f.kind}): ${f.reason}`).join("; ");
     return verify.phase === "retireActive"
@@ -346,7 +365,7 @@ function decide(state: AccountState, now: number): { state: AccountState; comman
           state.cursor++;
           continue;
         }
-        state.waitUntil ??= now + step.seconds * 1000;
+        state.waitUntil ??= (state.movedAt ?? now) + step.seconds * 1000;
         return issue(state, { kind: "wait", stepId: step.id, until: state.waitUntil });
       }
       case "regenerateKey": {
@@ -379,12 +398,16 @@ function decide(state: AccountState, now: number): { state: AccountState; comman
         if (verify?.kind !== "verifyConsumers")
           throw new Error(`plan step ${step.id} is a move not followed by a verification`);
         const target = move ? move.to : verify.on;
+        const after = state.plan.steps[state.cursor + (move ? 2 : 1)];
+        const graceFollows = after?.kind === "grace" && after.seconds > 0;
+        state.part = !move ? "both" : state.movedAt !== undefined ? "verify" : graceFollows ? "move" : "both";
         return issue(state, {
           kind: "moveAndVerify",
           phase: step.phase,
           stepId: step.id,
-          moves: move ? orderMoves(move) : [],
+          moves: move && state.part !== "verify" ? orderMoves(move) : [],
           verify,
+          checks: state.part === "move" ? [] : verify.checks,
           to: keyRef(state, target.key, resolveKeyTarget(target, state.learned), target),
           keys: state.keys,
           verified: state.verified,

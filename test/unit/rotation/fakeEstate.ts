@@ -385,7 +385,7 @@ export class FakeEstate {
     // Listed before any secret is read.
     const listed = new Map<string, string | undefined>();
     const workspaceIds = new Set(
-      command.verify.checks.flatMap((c) => (c.consumer.kind === "datastore" ? [c.consumer.workspaceId] : [])),
+      command.checks.flatMap((c) => (c.consumer.kind === "datastore" ? [c.consumer.workspaceId] : [])),
     );
     for (const workspaceId of workspaceIds) {
       armCalls++;
@@ -403,7 +403,7 @@ export class FakeEstate {
       return value === undefined ? {} : { heldFingerprint: fp(value) };
     };
     const verified: Record<string, VerifiedDatastore> = {};
-    const observations = command.verify.checks.map(({ consumer }): ConsumerObservation => {
+    const observations = command.checks.map(({ consumer }): ConsumerObservation => {
       switch (consumer.kind) {
         case "datastore": {
           const modifiedAt = listed.get(consumer.id);

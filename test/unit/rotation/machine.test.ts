@@ -134,7 +134,12 @@ function summary(command: Command): string {
     case "regenerate":
       return `regenerate ${command.expect.key}`;
     case "moveAndVerify":
-      return `moveAndVerify ${command.stepId} + ${command.verify.id}`;
+      // Before a grace the moves run alone and the verification runs inside the grace.
+      return command.moves.length > 0 && command.checks.length === 0
+        ? `move ${command.stepId}`
+        : command.moves.length === 0 && command.stepId !== command.verify.id && command.checks.length > 0
+          ? `verify ${command.verify.id}`
+          : `moveAndVerify ${command.stepId} + ${command.verify.id}`;
     case "wait":
       return `wait ${command.stepId}`;
     case "findLateDatastores":
@@ -179,7 +184,8 @@ describe("the account state machine", () => {
       const { commands, execution } = drive(plan);
       expect(commands.map(summary)).toEqual([
         "regenerate key2",
-        "moveAndVerify move-to-key2 + verify-key2",
+        "move move-to-key2",
+        "verify verify-key2",
         "wait grace",
         "findLateDatastores",
         "regenerate key1",
@@ -222,6 +228,7 @@ describe("the account state machine", () => {
       );
       expect(moved).toEqual([
         ["workspaceblobstore", "ds2", "conn", "mlw-one", "batchone"],
+        [], // the verification, inside the grace
         ["mlw-one", "batchone"],
       ]);
     });
@@ -233,11 +240,13 @@ describe("the account state machine", () => {
       );
       const { commands, execution } = drive(plan);
       expect(commands.map(summary)).toEqual([
-        "moveAndVerify normalize-to-key1 + verify-normalized-key1",
+        "move normalize-to-key1",
+        "verify verify-normalized-key1",
         "wait grace-normalized",
         "findLateDatastores",
         "regenerate key2",
-        "moveAndVerify move-to-key2 + verify-key2",
+        "move move-to-key2",
+        "verify verify-key2",
         "wait grace",
         "findLateDatastores",
         "regenerate key1",
@@ -444,7 +453,7 @@ describe("the account state machine", () => {
       expect(commands.map(summary).slice(0, 3)).toEqual([
         "moveAndVerify resync-before-key2 + verify-resynced-before-key2",
         "regenerate key2",
-        "moveAndVerify move-to-key2 + verify-key2",
+        "move move-to-key2",
       ]);
       expect(execution.outages).toEqual([
         {
@@ -554,6 +563,27 @@ describe("the account state machine", () => {
       const { commands, execution } = drive(planFor(node(st, secret(st, "only"))));
       expect(commands.map((c) => c.kind)).not.toContain("findLateDatastores");
       expect(execution.outcome).toBe("rotated");
+    });
+  });
+
+  describe("the grace", () => {
+    it("counts from when consumers were moved: the verification runs inside it, however long it takes", () => {
+      const { plan } = typical();
+      const { commands } = drive(plan, {
+        took: (command) => (command.kind === "moveAndVerify" && command.moves.length === 0 ? 30_000 : 1000),
+      });
+      const moved = commands.findIndex((c) => c.kind === "moveAndVerify" && c.checks.length === 0);
+      const wait = commands.find((c) => c.kind === "wait");
+      if (wait?.kind !== "wait") throw new Error("no wait");
+      // regenerate (1 s) + moves (1 s), then the grace; the 30 s verification is inside it.
+      expect(moved).toBe(1);
+      expect(wait.until).toBe(T0 + 2000 + plan.graceSeconds * 1000);
+      expect(commands.map(summary).slice(0, 4)).toEqual([
+        "regenerate key2",
+        "move move-to-key2",
+        "verify verify-key2",
+        "wait grace",
+      ]);
     });
   });
 
