@@ -203,6 +203,7 @@ export class DurableEngine {
   readonly #invoke: FunctionInvoker;
   readonly #getFunction: (name: string) => Registration | undefined;
   readonly #store: InstanceStore<InstanceRecord> | undefined;
+  readonly #evicted = new Set<string>();
   readonly #maxActivities: number;
   readonly #log: (level: "information" | "warning" | "error", message: string) => void;
   readonly #maximumShortTimerDuration: string;
@@ -229,7 +230,10 @@ export class DurableEngine {
     this.#longRunningTimerIntervalDuration = options.longRunningTimerIntervalDuration ?? "3.00:00:00";
     this.#changes.setMaxListeners(0);
     // Finished instances are visible to status queries at once; unfinished ones wait for resume().
-    for (const record of this.#store?.loadAll() ?? []) this.#instances.set(record.instanceId, record);
+    for (const record of this.#store?.loadAll() ?? []) {
+      this.#instances.set(record.instanceId, record);
+      this.#evict(record);
+    }
   }
 
   get stopped(): boolean {
@@ -263,13 +267,32 @@ export class DurableEngine {
 
   getStatus(instanceId: string, options: { showHistory?: boolean; showInput?: boolean } = {}) {
     const record = this.#instances.get(instanceId);
-    return record ? toStatus(record, options) : undefined;
+    if (!record) return undefined;
+    return toStatus(options.showHistory ? this.#whole(record) : record, options);
   }
 
   /** The persisted record (a copy), for tests and tools. */
   getRecord(instanceId: string): InstanceRecord | undefined {
     const record = this.#instances.get(instanceId);
-    return record ? structuredClone<InstanceRecord>(record) : undefined;
+    return record ? structuredClone<InstanceRecord>(this.#whole(record)) : undefined;
+  }
+
+  /** A finished instance's history lives on disk only; read it back when someone asks. */
+  #whole(record: InstanceRecord): InstanceRecord {
+    if (!this.#evicted.has(record.instanceId)) return record;
+    return this.#store?.load(record.instanceId) ?? record;
+  }
+
+  /**
+   * A finished instance is never replayed again: with a state directory, its history and actions are
+   * dropped from memory (they stay on disk). An estate of hundreds of accounts otherwise keeps every
+   * account's history alive for the whole run.
+   */
+  #evict(record: InstanceRecord): void {
+    if (!this.#store || !isTerminal(record.runtimeStatus)) return;
+    record.history = [];
+    record.actions = [];
+    this.#evicted.add(record.instanceId);
   }
 
   list(filter: ListFilter = {}): InstanceStatus[] {
@@ -360,7 +383,9 @@ export class DurableEngine {
     if (this.#resumed) return [];
     this.#resumed = true;
     for (const record of this.#store?.loadAll() ?? []) {
-      if (!this.#instances.has(record.instanceId)) this.#instances.set(record.instanceId, record);
+      if (this.#instances.has(record.instanceId)) continue;
+      this.#instances.set(record.instanceId, record);
+      this.#evict(record);
     }
     const resumed: string[] = [];
     for (const record of [...this.#instances.values()]) {
@@ -453,8 +478,9 @@ export class DurableEngine {
    * reports whether it produces the recorded actions.
    */
   async replay(instanceId: string): Promise<ReplayResult> {
-    const record = this.#instances.get(instanceId);
-    if (!record) throw new Error(`No instance '${instanceId}'.`);
+    const held = this.#instances.get(instanceId);
+    if (!held) throw new Error(`No instance '${instanceId}'.`);
+    const record = this.#whole(held);
     const outcome = await this.#invokeOrchestrator(record, record.history, false);
     if (!outcome.state) throw new Error(outcome.failure?.message ?? "The orchestrator returned no state.");
     const flat = flattenActions(outcome.state);
@@ -830,6 +856,7 @@ export class DurableEngine {
     if (result.failure) record.failure = result.failure;
     this.#touch(record);
     this.#save(record);
+    this.#evict(record);
     this.#notifyParent(record);
   }
 
@@ -1078,6 +1105,7 @@ export class DurableEngine {
   }
 
   #forget(record: InstanceRecord): void {
+    this.#evicted.delete(record.instanceId);
     for (const [key, task] of Object.entries(record.open)) {
       if (task.kind === "timer") this.#cancelTimer(record.instanceId, Number(key));
     }
@@ -1086,7 +1114,7 @@ export class DurableEngine {
   }
 
   #save(record: InstanceRecord): void {
-    if (this.#stopped) return;
+    if (this.#stopped || this.#evicted.has(record.instanceId)) return;
     this.#store?.save(record);
   }
 

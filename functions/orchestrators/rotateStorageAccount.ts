@@ -26,15 +26,16 @@ export interface RotateStorageAccountInput {
    * another account; rotateAll then starts the account again under the same instance id with `resume`.
    */
   yieldAtGrace?: boolean;
-  /** The state an earlier run of this account returned at its grace. */
-  resume?: AccountState;
+  /** The state an earlier run of this account returned at its grace (the plan travels once, above). */
+  resume?: Omit<AccountState, "plan">;
 }
 
 /** An account waiting out its grace outside its slot: rotateAll resumes it with `state`. */
 export interface PausedAccount {
   paused: true;
   until: string;
-  state: AccountState;
+  /** Without the plan, which rotateLane already holds: histories stay small on large estates. */
+  state: Omit<AccountState, "plan">;
 }
 
 /** What the account's sub-orchestration reports back to rotateAll (and shows as its output). */
@@ -61,7 +62,9 @@ export interface AccountProgress {
 export const rotateStorageAccount: OrchestrationHandler = function* (context: OrchestrationContext) {
   const input = context.df.getInput<RotateStorageAccountInput>();
   const now = () => context.df.currentUtcDateTime.getTime();
-  let state = input.resume ?? startAccount(input.plan, now());
+  let state: AccountState = input.resume
+    ? { ...input.resume, plan: input.plan }
+    : startAccount(input.plan, now());
   let result: CommandResult | undefined;
   for (;;) {
     const decided = next(state, result, now());
@@ -73,10 +76,11 @@ export const rotateStorageAccount: OrchestrationHandler = function* (context: Or
         return command.execution satisfies RotateStorageAccountOutput;
       case "wait":
         if (input.yieldAtGrace && !input.resume) {
+          const { plan: _plan, ...rest } = state;
           return {
             paused: true,
             until: new Date(command.until).toISOString(),
-            state,
+            state: rest,
           } satisfies PausedAccount;
         }
         yield context.df.createTimer(new Date(command.until));

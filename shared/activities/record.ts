@@ -1,3 +1,4 @@
+import { mapLimit } from "../concurrency";
 import { telemetryFromEnv, emitAccountOutcome, emitKeyAge, emitRotationCompleted } from "../telemetry";
 import type { AccountReport, RotationReport, RotationScope } from "../rotation";
 import type { ActivityDeps } from "./index";
@@ -47,9 +48,10 @@ async function record(deps: ActivityDeps, input: RecordRotationInput): Promise<v
         ...stalledConsumer(account),
         ...(account.keysRegenerated ? { keysRegenerated: account.keysRegenerated } : {}),
       });
-      if (!input.report.dryRun && account.outcome !== "planned")
-        await emitAccountKeyAge(deps, telemetry, account, now);
     }
+    // One read per account, a few at a time: at the end of a large rotation this is on the critical path.
+    const aged = input.report.dryRun ? [] : input.report.accounts.filter((a) => a.outcome !== "planned");
+    await mapLimit(aged, 8, (account) => emitAccountKeyAge(deps, telemetry, account, now));
     emitRotationCompleted(telemetry, input.report, input.trigger);
     if (!input.report.dryRun) {
       await deps.audit.append(
