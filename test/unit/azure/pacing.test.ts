@@ -1,5 +1,6 @@
 import { createHttpHeaders, createPipelineRequest, type PipelineResponse } from "@azure/core-rest-pipeline";
 import { ArmPacer } from "../../../shared/azure/pacing";
+import { ARM_WRITE_LIMITS, TokenBucket } from "../../../emulator/throttle";
 
 const SUB = "/subscriptions/00000000-0000-0000-0000-000000000001";
 
@@ -101,5 +102,71 @@ describe("the ARM pacer", () => {
     expect(time.now()).toBe(before);
     await pacer.pacePolicy.sendRequest(storage, () => Promise.resolve(response(200)));
     expect(time.now()).toBeGreaterThanOrEqual(before + 30_000);
+  });
+});
+
+/** Virtual time for several concurrent callers: a sleep resolves when the driver reaches its moment. */
+class VirtualTime {
+  now = 0;
+  private timers: { at: number; resolve: () => void }[] = [];
+  readonly sleep = (ms: number): Promise<void> =>
+    new Promise((resolve) => this.timers.push({ at: this.now + Math.max(0, ms), resolve }));
+
+  async run<T>(work: Promise<T>): Promise<T> {
+    let done = false;
+    const result = work.finally(() => (done = true));
+    for (;;) {
+      for (let i = 0; i < 20; i++) await new Promise((r) => setImmediate(r));
+      if (done) return result;
+      this.timers.sort((a, b) => a.at - b.at);
+      const timer = this.timers.shift();
+      if (!timer) throw new Error("stuck: no timer and the work is not done");
+      this.now = Math.max(this.now, timer.at);
+      timer.resolve();
+    }
+  }
+}
+
+describe("the ARM pacer on several workers", () => {
+  it("shares one subscription's write bucket between two processes without failing a call, near the refill rate", async () => {
+    const time = new VirtualTime();
+    // Azure's side: the one bucket every caller of the subscription draws from (the emulator's own).
+    const bucket = new TokenBucket(ARM_WRITE_LIMITS, () => time.now);
+    let throttled = 0;
+    const azure = (): Promise<PipelineResponse> => {
+      const taken = bucket.take();
+      if (taken.ok)
+        return Promise.resolve(
+          response(200, { "x-ms-ratelimit-remaining-subscription-writes": String(taken.remaining) }),
+        );
+      throttled++;
+      return Promise.resolve(
+        response(429, {
+          "retry-after": String(taken.retryAfterSeconds),
+          "x-ms-ratelimit-remaining-subscription-writes": "0",
+        }),
+      );
+    };
+    // Two workers, each with its own pacer (as two Functions instances would have), 300 writes each.
+    const worker = async (): Promise<number[]> => {
+      const pacer = new ArmPacer({ now: () => time.now, sleep: time.sleep });
+      const statuses: number[] = [];
+      const one = async () => {
+        const res = await pacer.patiencePolicy.sendRequest(post(), (req) =>
+          pacer.pacePolicy.sendRequest(req, azure),
+        );
+        statuses.push(res.status);
+      };
+      for (let i = 0; i < 30; i++) await Promise.all(Array.from({ length: 10 }, one));
+      return statuses;
+    };
+    const [a, b] = await time.run(Promise.all([worker(), worker()]));
+    expect([...a, ...b].filter((s) => s !== 200)).toEqual([]);
+    expect(a.length + b.length).toBe(600);
+    // The budget allows 200 at once and 10/s after: 40 s is the floor for 600 writes.
+    expect(time.now).toBeGreaterThanOrEqual(40_000);
+    expect(time.now).toBeLessThanOrEqual(1.25 * 40_000);
+    // The headers keep the two from hammering the bucket: 429s stay a small share of the calls.
+    expect(throttled).toBeLessThan(0.15 * 600);
   });
 });
