@@ -1,6 +1,6 @@
 import type { Fingerprint } from "./fingerprint";
 import type { ConsumerKind, KeyName } from "./model";
-import type { KeyTarget, MoveConsumersStep, RegenerateKeyStep, VerifyConsumersStep } from "./plan";
+import type { KeyTarget, VerifyConsumersStep } from "./plan";
 
 /** Fingerprints produced by regeneration steps, by step id: what `regenerated` key targets resolve to. */
 export type LearnedFingerprints = Record<string, Fingerprint>;
@@ -35,19 +35,6 @@ export type RegenerationDecision =
  * moved to. A changed `keep` key means something outside keyturn regenerated the key consumers live on;
  * regenerating the other one as well would leave them with nothing (invariant I2), so the step refuses.
  */
-export function regenerationGuard(
-  step: RegenerateKeyStep,
-  current: Record<KeyName, Fingerprint>,
-  learned: LearnedFingerprints,
-): RegenerationDecision {
-  return guardRegeneration(
-    { key: step.key, fingerprint: step.expectFingerprint },
-    { key: step.keep.key, fingerprint: resolveKeyTarget(step.keep, learned) },
-    current,
-  );
-}
-
-/** `regenerationGuard` on key references, as the regeneration activity gets them. */
 export function guardRegeneration(
   expect: KeyRef,
   keep: KeyRef,
@@ -87,18 +74,6 @@ export function creationTimesUnchanged(
   return expect.key !== keep.key && same(expect) && same(keep);
 }
 
-/** A move whose consumer already holds the target key is done: a retried move writes nothing (I4). */
-export function moveGuard(
-  step: MoveConsumersStep,
-  currentHeld: Fingerprint | undefined,
-  learned: LearnedFingerprints,
-): "write" | "already-done" {
-  return currentHeld !== undefined && currentHeld === resolveKeyTarget(step.to, learned)
-    ? "already-done"
-    : "write";
-}
-
-/** `unchanged`: not read again; list metadata shows the datastore unchanged since it verified with a probe. */
 export type ProbeResult = "ok" | "denied" | "failed" | "not-probed" | "unchanged";
 
 /** What a verification activity saw for one consumer. Never a key value: fingerprints only (I3). */

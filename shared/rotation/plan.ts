@@ -74,7 +74,7 @@ interface StepBase {
 /**
  * Regenerates exactly one key (invariant I2), guarded by compare-and-swap (invariant I4): the key is
  * regenerated only while it still has `expectFingerprint`, and only while `keep`, the key consumers
- * were moved to, is unchanged. See `regenerationGuard`.
+ * were moved to, is unchanged. See `guardRegeneration`.
  */
 export interface RegenerateKeyStep extends StepBase {
   kind: "regenerateKey";

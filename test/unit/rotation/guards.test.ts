@@ -1,7 +1,7 @@
 import {
   evaluateVerification,
-  moveGuard,
-  regenerationGuard,
+  creationTimesUnchanged,
+  guardRegeneration,
   resolveKeyTarget,
   type ConsumerObservation,
   type MoveConsumersStep,
@@ -21,7 +21,6 @@ const step = <K extends string>(id: string, kind: K) => {
   return found;
 };
 const regenerateStandby = step("regenerate-key2", "regenerateKey") as RegenerateKeyStep;
-const regenerateActive = step("regenerate-key1", "regenerateKey") as RegenerateKeyStep;
 const move = step("move-to-key2", "moveConsumers") as MoveConsumersStep;
 const verify = step("verify-key2", "verifyConsumers") as VerifyConsumersStep;
 const learned = { "regenerate-key2": newKey2 };
@@ -40,25 +39,26 @@ describe("resolveKeyTarget", () => {
   });
 });
 
-describe("regenerationGuard", () => {
+describe("guardRegeneration", () => {
+  // The key references the state machine hands the regeneration activity.
+  const standby = { key: "key2" as const, fingerprint: keys.key2 };
+  const active = { key: "key1" as const, fingerprint: keys.key1 };
+  const newStandby = { key: "key2" as const, fingerprint: newKey2 };
+
   it("regenerates a key that still has its snapshot fingerprint", () => {
-    expect(regenerationGuard(regenerateStandby, keys, {})).toEqual({ action: "regenerate" });
+    expect(guardRegeneration(standby, active, keys)).toEqual({ action: "regenerate" });
   });
 
   it("does not regenerate a key again after a replay", () => {
-    expect(regenerationGuard(regenerateStandby, afterFirst, {})).toMatchObject({ action: "already-done" });
+    expect(guardRegeneration(standby, active, afterFirst)).toMatchObject({ action: "already-done" });
   });
 
   it("regenerates the old active key while the new standby is the one consumers verified on", () => {
-    expect(regenerationGuard(regenerateActive, afterFirst, learned)).toEqual({ action: "regenerate" });
+    expect(guardRegeneration(active, newStandby, afterFirst)).toEqual({ action: "regenerate" });
   });
 
   it("refuses when the key consumers live on changed outside keyturn", () => {
-    const decision = regenerationGuard(
-      regenerateActive,
-      { key1: keys.key1, key2: fp("fake-surprise") },
-      learned,
-    );
+    const decision = guardRegeneration(active, newStandby, { key1: keys.key1, key2: fp("fake-surprise") });
     expect(decision).toMatchObject({ action: "refuse" });
     expect(decision.action === "refuse" && decision.reason).toMatch(
       /^key2 changed outside keyturn \(expected/,
@@ -66,19 +66,30 @@ describe("regenerationGuard", () => {
   });
 
   it("refuses to regenerate the standby when the active key changed since the snapshot", () => {
-    expect(
-      regenerationGuard(regenerateStandby, { key1: fp("fake-surprise"), key2: keys.key2 }, {}),
-    ).toMatchObject({
+    expect(guardRegeneration(standby, active, { key1: fp("fake-surprise"), key2: keys.key2 })).toMatchObject({
       action: "refuse",
     });
   });
 });
 
-describe("moveGuard", () => {
-  it("writes unless the consumer already holds the target key", () => {
-    expect(moveGuard(move, keys.key1, learned)).toBe("write");
-    expect(moveGuard(move, undefined, learned)).toBe("write");
-    expect(moveGuard(move, newKey2, learned)).toBe("already-done");
+describe("creationTimesUnchanged", () => {
+  const t1 = "2026-11-01T03:00:00.000Z";
+  const t2 = "2026-11-02T03:00:00.000Z";
+  const standby = { key: "key2" as const, fingerprint: keys.key2, creationTime: t2 };
+  const active = { key: "key1" as const, fingerprint: keys.key1, creationTime: t1 };
+
+  it("lets a regeneration go ahead on a read when Azure's creation times are the ones keyturn saw", () => {
+    expect(creationTimesUnchanged(standby, active, { key1: t1, key2: t2 })).toBe(true);
+  });
+
+  it("falls back to the fingerprints when a key was regenerated since, or a time is unknown", () => {
+    expect(creationTimesUnchanged(standby, active, { key1: t1, key2: "2026-12-01T03:00:00.000Z" })).toBe(
+      false,
+    );
+    expect(creationTimesUnchanged(standby, active, { key1: t1 })).toBe(false);
+    expect(
+      creationTimesUnchanged({ ...standby, creationTime: undefined }, active, { key1: t1, key2: t2 }),
+    ).toBe(false);
   });
 });
 
