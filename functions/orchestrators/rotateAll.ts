@@ -11,6 +11,7 @@ import {
   planAccount,
   planViolations,
   unattachedReports,
+  unmatchedScope,
   type AccountNode,
   type AccountPlanResult,
   type AccountReport,
@@ -109,6 +110,10 @@ export const rotateAll: OrchestrationHandler = function* (context: Orchestration
     consumers,
     { inScope: (node) => isAccountInScope(input.scope, node) },
   );
+  const unmatched = unmatchedScope(input.scope, {
+    accounts: found.flatMap((f) => f.accounts),
+    workspaces,
+  });
   const withConsumers = graph.accounts.filter((node) => node.consumers.length > 0);
   const snapshotTasks = withConsumers.map((node) =>
     context.df.callActivityWithRetry(ACTIVITY.snapshotAccount, ACTIVITY_RETRY, {
@@ -212,6 +217,7 @@ export const rotateAll: OrchestrationHandler = function* (context: Orchestration
     finishedAt: context.df.currentUtcDateTime.toISOString(),
     accounts: reports.sort((a, b) => a.name.localeCompare(b.name)),
     unattached: unattachedReports(graph.unattached),
+    ...(unmatched.length > 0 ? { unmatchedScope: unmatched } : {}),
   };
   yield* recordSafely(context, { ...record, phase: "completed", startedBy: input.startedBy, report });
   status.phase = "done";

@@ -1,3 +1,4 @@
+import { closest, distance } from "fastest-levenshtein";
 import { z } from "zod";
 import type { AccountNode } from "./graph";
 import { isArmId, normalizeId, parseArmId } from "./ids";
@@ -373,6 +374,74 @@ export function isWorkspaceInScope(scope: RotationScope, workspace: ResourceRef)
     matchesResourceGroup(scope, workspace) &&
     matchesNames(scope.workspaces, workspace)
   );
+}
+
+/** A scope entry that names nothing keyturn can see, with the closest name it can see when there is one. */
+export interface UnmatchedScopeEntry {
+  field: "storageAccounts" | "workspaces" | "resourceGroups";
+  value: string;
+  closest?: string;
+}
+
+/**
+ * Scope entries that match no storage account, workspace or resource group discovery found in any
+ * subscription keyturn can see. A misspelled name would otherwise rotate nothing and succeed; the
+ * starters report it, naming the closest match (a typo is at most a third of the name away).
+ */
+export function unmatchedScope(
+  scope: RotationScope,
+  found: { accounts: readonly ResourceRef[]; workspaces: readonly ResourceRef[] },
+): UnmatchedScopeEntry[] {
+  const unmatched: UnmatchedScopeEntry[] = [];
+  const check = (
+    field: UnmatchedScopeEntry["field"],
+    entries: readonly string[] | undefined,
+    refs: readonly ResourceRef[],
+    matches: (entry: string, ref: ResourceRef) => boolean,
+    nameOf: (ref: ResourceRef) => string | undefined,
+  ) => {
+    for (const entry of entries ?? []) {
+      if (refs.some((ref) => matches(entry, ref))) continue;
+      const names = [...new Set(refs.map(nameOf).filter((n): n is string => n !== undefined))];
+      const wanted = (isArmId(entry) ? (parseArmId(entry).name ?? entry) : entry).trim().toLowerCase();
+      const candidate = names.length > 0 ? closest(wanted, names) : undefined;
+      const near =
+        candidate !== undefined && distance(wanted, candidate) <= Math.max(1, Math.floor(wanted.length / 3));
+      unmatched.push({ field, value: entry, ...(near ? { closest: candidate } : {}) });
+    }
+  };
+  check(
+    "storageAccounts",
+    scope.storageAccounts,
+    found.accounts,
+    (entry, ref) => matchesNames([entry], ref),
+    (ref) => partsOf(ref).name,
+  );
+  check(
+    "workspaces",
+    scope.workspaces,
+    found.workspaces,
+    (entry, ref) => matchesNames([entry], ref),
+    (ref) => partsOf(ref).name,
+  );
+  check(
+    "resourceGroups",
+    scope.resourceGroups,
+    [...found.accounts, ...found.workspaces],
+    (entry, ref) => matchesResourceGroup({ resourceGroups: [entry] }, ref),
+    (ref) => partsOf(ref).resourceGroup,
+  );
+  return unmatched;
+}
+
+/** One line per unmatched entry, for the report and the CLI. */
+export function describeUnmatched(entry: UnmatchedScopeEntry): string {
+  const what = {
+    storageAccounts: "storage account",
+    workspaces: "workspace",
+    resourceGroups: "resource group",
+  }[entry.field];
+  return `no ${what} '${entry.value}' in any subscription keyturn can see${entry.closest !== undefined ? ` (did you mean '${entry.closest}'?)` : ""}`;
 }
 
 function partsOf(ref: ResourceRef): { subscriptionId?: string; resourceGroup?: string; name: string } {

@@ -2,7 +2,7 @@ import type { Fingerprint } from "./fingerprint";
 import type { UnattachedCode, UnattachedConsumer } from "./graph";
 import type { ConsumerKind, ConsumerRef, KeyName, KeySnapshot } from "./model";
 import type { AccountPlan, AccountPlanResult, AccountRef } from "./plan";
-import type { PolicySkipCode } from "./policy";
+import { describeUnmatched, type PolicySkipCode, type UnmatchedScopeEntry } from "./policy";
 import { isReportOnly } from "./model";
 
 export type AccountOutcome = "rotated" | "skipped" | "stalled" | "failed" | "planned";
@@ -71,6 +71,8 @@ export interface RotationReport {
   finishedAt?: string;
   accounts: AccountReport[];
   unattached: UnattachedReport[];
+  /** Scope entries that name nothing keyturn can see (a misspelled account, say): the run is not a success. */
+  unmatchedScope?: UnmatchedScopeEntry[];
 }
 
 /** What running a plan produced; everything else in the account's report comes from the plan. */
@@ -233,7 +235,8 @@ export function accountSucceeded(account: AccountReport, dryRun: boolean): boole
  */
 export function exitCode(report: RotationReport): number {
   const bad = report.accounts.filter((a) => !accountSucceeded(a, report.dryRun));
-  if (bad.length === 0) return EXIT_OK;
+  // A scope naming something that does not exist is the caller's to fix, like a stall: 2.
+  if (bad.length === 0) return (report.unmatchedScope ?? []).length > 0 ? EXIT_STALLED : EXIT_OK;
   return bad.every((a) => a.outcome === "stalled") ? EXIT_STALLED : EXIT_FAILED;
 }
 
@@ -291,6 +294,8 @@ export function renderReport(report: RotationReport): string {
       (report.finishedAt ? `, finished ${report.finishedAt}` : ""),
   );
   lines.push("");
+  for (const entry of report.unmatchedScope ?? []) lines.push(`Scope: ${describeUnmatched(entry)}.`);
+  if ((report.unmatchedScope ?? []).length > 0) lines.push("");
   if (report.accounts.length === 0) {
     lines.push("No storage accounts in scope.");
   } else {

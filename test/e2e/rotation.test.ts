@@ -1,7 +1,7 @@
 import { startRotationRig, type RotationRig } from "../helpers/rotation";
 import { consumers, outages, regenerationCounts } from "../helpers/estate";
 import { admin } from "../helpers/emulator";
-import { exitCode } from "../../shared/rotation";
+import { exitCode, renderReport } from "../../shared/rotation";
 
 const ROTATED = ["stmlbatch", "stmllake", "stmlresearch", "stmlshared"];
 
@@ -115,5 +115,17 @@ describe("rotating the demo estate", () => {
     };
     expect(body.probes).toBeGreaterThan(0);
     expect(body.probeFailures).toEqual([]);
+  });
+
+  it("names a misspelled storage account with the closest one it can see, rotates nothing and exits 2", async () => {
+    const before = regenerationCounts(rig.emulator);
+    const { report } = await rig.rotate({ storageAccounts: ["stmlreserch"] }, { force: true });
+    expect(report.accounts).toEqual([]);
+    expect(report.unmatchedScope).toEqual([
+      { field: "storageAccounts", value: "stmlreserch", closest: "stmlresearch" },
+    ]);
+    expect(exitCode(report)).toBe(2);
+    expect(renderReport(report)).toContain("did you mean 'stmlresearch'?");
+    expect(regenerationCounts(rig.emulator)).toEqual(before);
   });
 });

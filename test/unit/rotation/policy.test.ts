@@ -14,6 +14,7 @@ import {
   parseParallelism,
   parseRotationRequest,
   scopeInstanceId,
+  unmatchedScope,
   validateRotationRequest,
   type RotationRequest,
 } from "../../../shared/rotation";
@@ -234,6 +235,29 @@ describe("scope", () => {
     expect(a).toBe(b);
     expect(a).not.toBe(scopeInstanceId({ storageAccounts: ["st1"] }));
     expect(a).toMatch(/^keyturn-scope-[0-9a-f]{16}$/);
+  });
+
+  it("names the scope entries that match nothing keyturn can see, with the closest name when a typo is likely", () => {
+    const accounts = [account("stmlresearch"), account("stmlshared")];
+    const workspaces = [{ id: workspaceId("mlw-research"), name: "mlw-research" }];
+    expect(
+      unmatchedScope(
+        {
+          storageAccounts: ["stmlreserch", "STMLSHARED", "zzz"],
+          workspaces: ["mlw-reserch"],
+          resourceGroups: ["rg-nope"],
+        },
+        { accounts, workspaces },
+      ),
+    ).toEqual([
+      { field: "storageAccounts", value: "stmlreserch", closest: "stmlresearch" },
+      { field: "storageAccounts", value: "zzz" },
+      { field: "workspaces", value: "mlw-reserch", closest: "mlw-research" },
+      { field: "resourceGroups", value: "rg-nope" },
+    ]);
+    expect(
+      unmatchedScope({ storageAccounts: [storageAccountId("stmlshared")] }, { accounts, workspaces }),
+    ).toEqual([]);
   });
 
   it("selects storage accounts by name or id in any case", () => {

@@ -148,6 +148,17 @@ describe("exitCode", () => {
     expect(exitCode(report([]))).toBe(EXIT_OK);
   });
 
+  it("is 2 when the scope names something that does not exist, even if the rest rotated", () => {
+    const misspelled = {
+      ...report([rotated]),
+      unmatchedScope: [{ field: "storageAccounts" as const, value: "stdata1", closest: "stdata01" }],
+    };
+    expect(exitCode(misspelled)).toBe(EXIT_STALLED);
+    expect(renderReport(misspelled)).toContain(
+      "Scope: no storage account 'stdata1' in any subscription keyturn can see (did you mean 'stdata01'?).",
+    );
+  });
+
   it("is 2 when accounts stalled and nothing failed, since resuming is safe", () => {
     expect(exitCode(report([rotated, stalled]))).toBe(EXIT_STALLED);
   });
