@@ -15,6 +15,7 @@ import {
   plan,
   resume,
   rotate,
+  stateDirOf,
   type PlanOptions,
   type ResumeOptions,
   type RotateOptions,
@@ -139,13 +140,15 @@ export function buildProgram(
     )
     .option("--storage-account <name>", "with --history: only this account's rotations")
     .action(async (id: string | undefined, opts: StatusOptions & { storageAccount?: string }) => {
-      code =
-        opts.history && id === undefined
-          ? await history(io, {
-              ...(opts.json ? { json: true } : {}),
-              ...(opts.storageAccount ? { storageAccount: opts.storageAccount } : {}),
-            })
-          : status(io, id, opts);
+      if (opts.history && id === undefined) {
+        stateDirOf(opts.stateDir); // the local audit trail follows --state-dir
+        code = await history(io, {
+          ...(opts.json ? { json: true } : {}),
+          ...(opts.storageAccount ? { storageAccount: opts.storageAccount } : {}),
+        });
+      } else {
+        code = status(io, id, opts);
+      }
     });
 
   program

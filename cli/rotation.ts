@@ -1,5 +1,5 @@
 import { existsSync } from "node:fs";
-import { resolve } from "node:path";
+import { join, resolve } from "node:path";
 import { isTerminal, type InstanceStatus, type LocalHost } from "../local";
 import { ORCHESTRATOR } from "../shared/activities/contracts";
 import {
@@ -49,8 +49,15 @@ export interface ResumeOptions extends CommonOptions {
 
 const FORMATS = ["table", "json", "mermaid"] as const;
 
-export function stateDirOf(option: string | undefined): string {
-  return resolve(option ?? DEFAULT_STATE_DIR);
+/**
+ * The state directory. A chosen one also holds the local audit trail (unless KEYTURN_AUDIT_FILE names
+ * one), so two state directories never share, or mix, one trail; the default stays `.keyturn/audit.jsonl`.
+ */
+export function stateDirOf(option: string | undefined, env: NodeJS.ProcessEnv = process.env): string {
+  const dir = resolve(option ?? DEFAULT_STATE_DIR);
+  if (option !== undefined && !env.KEYTURN_AUDIT_FILE?.trim())
+    env.KEYTURN_AUDIT_FILE = join(dir, "audit.jsonl");
+  return dir;
 }
 
 /** `--state-dir DIR` when the user chose one, so a suggested command works when pasted. */

@@ -9,6 +9,7 @@ import { CliError, describeFailure } from "../../../cli/errors";
 import { progressLines } from "../../../cli/progress";
 import { collect, parseGrace, scopeFromOptions } from "../../../cli/request";
 import { useTarget } from "../../../cli/target";
+import { stateDirOf } from "../../../cli/rotation";
 import { main } from "../../../cli";
 
 function instance(overrides: Partial<InstanceStatus>): InstanceStatus {
@@ -214,5 +215,22 @@ describe("keyturn (in process)", () => {
     );
     expect(code).toBe(0);
     expect(out.join("")).toContain("No rotations in");
+  });
+});
+
+describe("the state directory", () => {
+  it("holds the local audit trail when one is chosen, unless KEYTURN_AUDIT_FILE names another", () => {
+    const env: NodeJS.ProcessEnv = {};
+    const dir = stateDirOf("/tmp/keyturn-elsewhere", env);
+    expect(dir).toBe("/tmp/keyturn-elsewhere");
+    expect(env.KEYTURN_AUDIT_FILE).toBe("/tmp/keyturn-elsewhere/audit.jsonl");
+
+    const named: NodeJS.ProcessEnv = { KEYTURN_AUDIT_FILE: "/var/audit.jsonl" };
+    stateDirOf("/tmp/keyturn-elsewhere", named);
+    expect(named.KEYTURN_AUDIT_FILE).toBe("/var/audit.jsonl");
+
+    const defaults: NodeJS.ProcessEnv = {};
+    expect(stateDirOf(undefined, defaults)).toMatch(/\.keyturn\/state$/);
+    expect(defaults.KEYTURN_AUDIT_FILE).toBeUndefined();
   });
 });
