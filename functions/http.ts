@@ -62,14 +62,14 @@ export async function startRotation(
   const instanceId = valid.dryRun
     ? `${scopeInstanceId(valid.scope)}-plan-${context.invocationId}`
     : scopeInstanceId(valid.scope);
-  const running = await runningStatus(client, instanceId);
-  if (running) {
-    return problem(409, "a rotation for this scope is already running; wait for it or follow its status", {
+  const busy = (runtimeStatus: string) =>
+    problem(409, "a rotation for this scope is already running; wait for it or follow its status", {
       instanceId,
-      runtimeStatus: running,
+      runtimeStatus,
       statusUri: `/api/rotations/${instanceId}`,
     });
-  }
+  const running = await runningStatus(client, instanceId);
+  if (running) return busy(running);
   const input = rotateAllInput(valid, settings, {
     trigger: "http",
     // App Service Authentication sets this header and strips any the caller sends; with function keys
@@ -79,7 +79,15 @@ export async function startRotation(
         ? request.headers.get("x-ms-client-principal-name")
         : null) ?? "function key",
   });
-  await client.startNew(ORCHESTRATOR.rotateAll, { instanceId, input });
+  try {
+    await client.startNew(ORCHESTRATOR.rotateAll, { instanceId, input });
+  } catch (e) {
+    // Two identical starts can both pass the check above; the runtime refuses the second. Whether it
+    // lost that race is asked of the runtime, not read from the error's wording.
+    const now = await runningStatus(client, instanceId);
+    if (now) return busy(now);
+    throw e;
+  }
   context.log(`keyturn: started ${instanceId}${valid.dryRun ? " (dry run)" : ""}`);
   const response = client.createCheckStatusResponse(request, instanceId);
   return {

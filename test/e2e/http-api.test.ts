@@ -85,6 +85,18 @@ describe("the rotation API", () => {
     expect(rig.emulator.ctx.regenerations).toEqual([]);
   });
 
+  it("answers 20 identical starts at once with exactly one 202 and 409 for the rest, never a 500", async () => {
+    const body = { scope: { storageAccounts: ["stmlbatch"] }, graceMinutes: 0 };
+    const answers = await Promise.all(Array.from({ length: 20 }, () => call("POST", "/api/rotations", body)));
+    const statuses = answers.map((a) => a.status).sort();
+    expect(statuses).toEqual([202, ...Array<number>(19).fill(409)]);
+    for (const a of answers.filter((x) => x.status === 409)) expect(a.body?.instanceId).toBeDefined();
+    const started = answers.find((a) => a.status === 202)!;
+    const done = await rig.host.waitForCompletion(String(started.body?.instanceId), { timeoutMs: 60_000 });
+    expect(done.runtimeStatus).toBe("Completed");
+    expect(regenerationCounts(rig.emulator).stmlbatch).toEqual({ key1: 1, key2: 1 });
+  });
+
   it("starts a rotation (202), refuses a second for the same scope (409), and reports its status", async () => {
     const body = { scope: { storageAccounts: ["stmlshared"] }, graceMinutes: 1 };
     const first = await call("POST", "/api/rotations", body);
