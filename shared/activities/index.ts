@@ -365,6 +365,8 @@ async function verifyChecks(
     try {
       switch (consumer.kind) {
         case "datastore": {
+          // Its workspace no longer lists it: deleted during the rotation, so nothing to verify.
+          if (!listed.has(consumer.id.toLowerCase())) return { consumerId: consumer.id, gone: true };
           const modifiedAt = listed.get(consumer.id.toLowerCase());
           const before = input.verified[consumer.id];
           if (

@@ -83,8 +83,10 @@ export interface ConsumerObservation {
   probe?: ProbeResult;
   /** Batch: `autoStorage.lastKeySync` moved past its value before the sync. */
   keySynced?: boolean;
-  /** The consumer could not be read at all (deleted, forbidden); already free of secrets. */
+  /** The consumer could not be read at all (forbidden, a failure); already free of secrets. */
   error?: string;
+  /** The consumer no longer exists (its workspace lists it no more): nothing to break, nothing to verify. */
+  gone?: boolean;
 }
 
 export interface VerificationProblem {
@@ -103,6 +105,8 @@ export interface VerificationResult {
   failures: VerificationProblem[];
   /** Passed, but worth reporting: a service-chosen consumer on the key regenerated next. */
   warnings: VerificationProblem[];
+  /** Consumers deleted during the rotation: not failures, since nothing holds a key through them. */
+  gone: string[];
 }
 
 /**
@@ -117,7 +121,7 @@ export function evaluateVerification(
 ): VerificationResult {
   const target = resolveKeyTarget(step.on, learned);
   const byId = new Map(observations.map((o) => [o.consumerId, o]));
-  const result: VerificationResult = { ok: true, verified: [], failures: [], warnings: [] };
+  const result: VerificationResult = { ok: true, verified: [], failures: [], warnings: [], gone: [] };
   for (const { consumer, expect } of step.checks) {
     const problem = (reason: string): VerificationProblem => ({
       consumerId: consumer.id,
@@ -127,6 +131,10 @@ export function evaluateVerification(
     });
     const seen = byId.get(consumer.id);
     let failure: string | undefined;
+    if (seen?.gone === true) {
+      result.gone.push(consumer.id);
+      continue;
+    }
     if (!seen) {
       failure = "not observed by the verification";
     } else if (seen.error !== undefined) {

@@ -333,6 +333,11 @@ function applyMoveAndVerify(state: AccountState, out: MoveAndVerifyResult, now: 
   const verdict = evaluateVerification(verify, out.observations, out.current, state.learned);
   for (const failure of verdict.failures)
     state.consumerActions[failure.consumerId] = { action: "skipped", reason: failure.reason };
+  for (const id of verdict.gone)
+    state.consumerActions[id] = {
+      action: "gone",
+      reason: "deleted during the rotation: it holds no key any more",
+    };
   for (const id of verdict.verified) {
     const previous = state.consumerActions[id]?.action;
     state.consumerActions[id] = {

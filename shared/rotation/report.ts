@@ -17,7 +17,8 @@ export interface KeyState {
   fingerprint: Fingerprint;
 }
 
-export type ConsumerAction = "updated" | "verified" | "skipped" | "healed";
+/** `gone`: the consumer was deleted during the rotation; nothing holds a key through it any more. */
+export type ConsumerAction = "updated" | "verified" | "skipped" | "healed" | "gone";
 
 export interface ConsumerReport {
   id: string;

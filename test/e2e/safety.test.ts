@@ -191,6 +191,35 @@ describe("a known datastore re-registered with the old key during the grace peri
   });
 });
 
+describe("a datastore deleted during the grace period", () => {
+  it("is reported gone, not a failure: the account still rotates", async () => {
+    let deleted = false;
+    rig.restart({
+      onActivity: async (info) => {
+        if (deleted || info.name !== "moveAndVerify" || info.phase !== "completed") return;
+        if (!info.instanceId.startsWith("keyturn-account-stmlshared-")) return;
+        deleted = true;
+        // Someone deletes it by hand (the emulator's admin API acts as that someone).
+        await admin(rig.emulator, "DELETE", "/workspaces/mlw-research/datastores/shared_features");
+      },
+    });
+    const before = regenerationCounts(rig.emulator).stmlshared ?? { key1: 0, key2: 0 };
+    const { report } = await rig.rotate({ storageAccounts: ["stmlshared"] }, { force: true });
+    rig.restart();
+    expect(deleted).toBe(true);
+    const shared = report.accounts[0]!;
+    expect(shared.outcome).toBe("rotated");
+    expect(shared.consumers.find((c) => c.name === "mlw-research/shared_features")).toMatchObject({
+      action: "gone",
+    });
+    expect(regenerationCounts(rig.emulator).stmlshared).toEqual({
+      key1: before.key1 + 1,
+      key2: before.key2 + 1,
+    });
+    expect(await outages(rig.emulator)).toEqual([]);
+  });
+});
+
 describe("secret hygiene (I3)", () => {
   it("no key value the emulator ever issued appears in history, status, output, logs or errors", async () => {
     const keys = [...rig.emulator.ctx.issuedKeys];

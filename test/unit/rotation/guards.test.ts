@@ -106,8 +106,22 @@ describe("evaluateVerification", () => {
   const replace = (id: string, o: Omit<ConsumerObservation, "consumerId">) =>
     good.map((g) => (g.consumerId === id ? { consumerId: id, ...o } : g));
 
+  it("counts a consumer deleted during the rotation as gone, not as a failure", () => {
+    const observations = good.map((o) => (o.consumerId === ds ? { consumerId: ds, gone: true } : o));
+    const verdict = evaluateVerification(verify, observations, afterFirst, learned);
+    expect(verdict.ok).toBe(true);
+    expect(verdict.gone).toEqual([ds]);
+    expect(verdict.verified).not.toContain(ds);
+  });
+
   it("passes when every consumer is on the new key", () => {
-    expect(evaluate(good)).toEqual({ ok: true, verified: [ws, bat, ds, kv], failures: [], warnings: [] });
+    expect(evaluate(good)).toEqual({
+      ok: true,
+      verified: [ws, bat, ds, kv],
+      failures: [],
+      warnings: [],
+      gone: [],
+    });
   });
 
   it("fails a datastore still on the old key, naming both fingerprints", () => {
