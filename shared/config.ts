@@ -7,6 +7,7 @@ import {
   parseMinKeyAgeDays,
   parseParallelism,
 } from "./rotation";
+import { parseNcrontab } from "../local/ncrontab";
 
 /**
  * keyturn's app settings, read once and validated as a whole (I6): a bad setting stops keyturn
@@ -18,6 +19,11 @@ export interface KeyturnConfig {
   graceSeconds: number;
   minKeyAgeDays: number;
   parallelism: number;
+  /**
+   * How long a regenerated key may take to work everywhere (reports say up to about 30 s): nobody is
+   * moved to it before the data plane accepts it, and past this the account stops safely.
+   */
+  keyPropagationSeconds: number;
   /** Subscriptions the timer rotates; empty means every subscription the identity can see. */
   subscriptions: string[];
   /** Key Vaults whose secrets tagged `keyturn-storage-account` keyturn keeps current. */
@@ -33,16 +39,22 @@ export const SETTING = {
   graceMinutes: "KEYTURN_GRACE_MINUTES",
   minKeyAgeDays: "KEYTURN_MIN_KEY_AGE_DAYS",
   parallelism: "KEYTURN_PARALLELISM",
+  keyPropagationSeconds: "KEYTURN_KEY_PROPAGATION_SECONDS",
   subscriptions: "KEYTURN_SUBSCRIPTIONS",
   keyVaultUrls: "KEYTURN_KEY_VAULT_URL",
   connectionFile: "KEYTURN_CONNECTION_FILE",
   auditTableUrl: "KEYTURN_AUDIT_TABLE_URL",
   auditFile: "KEYTURN_AUDIT_FILE",
+  /** Read by the ARM pacer (shared/azure/pacing.ts) at start; validated here with the rest. */
+  throttlePatienceMinutes: "KEYTURN_THROTTLE_PATIENCE_MINUTES",
 } as const;
 
 export const DEFAULT_AUDIT_FILE = ".keyturn/audit.jsonl";
 
 export const DEFAULT_SCHEDULE = "0 0 3 1 * *";
+
+export const DEFAULT_KEY_PROPAGATION_SECONDS = 300;
+const MAX_KEY_PROPAGATION_SECONDS = 3_600;
 
 const GUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
@@ -63,26 +75,31 @@ function list(value: string | undefined): string[] {
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): KeyturnConfig {
   const problems: string[] = [];
-  const attempt = <T>(fn: () => T, fallback: T): T => {
+  const attempt = <T>(setting: string, fn: () => T, fallback: T): T => {
     try {
       return fn();
     } catch (e) {
-      problems.push(...(e instanceof InvalidInputError ? e.reasons : [(e as Error).message]));
+      const reasons = e instanceof InvalidInputError ? e.reasons : [(e as Error).message];
+      problems.push(...reasons.map((r) => `${setting}: ${r}`));
       return fallback;
     }
   };
 
   const schedule = (env[SETTING.schedule] ?? "").trim() || DEFAULT_SCHEDULE;
-  if (schedule.split(/\s+/).length !== 6) {
+  try {
+    // The parser the local host runs timers with, so a schedule accepted here is one the host can run.
+    parseNcrontab(schedule);
+  } catch (e) {
     problems.push(
-      `${SETTING.schedule} "${schedule}" must be an NCRONTAB expression with 6 fields (second minute hour day month weekday), e.g. "${DEFAULT_SCHEDULE}"`,
+      `${SETTING.schedule} "${schedule}" must be an NCRONTAB expression with 6 fields (second minute hour day month weekday), e.g. "${DEFAULT_SCHEDULE}": ${(e as Error).message}`,
     );
   }
 
   let graceSeconds = DEFAULT_GRACE_SECONDS;
   const graceText = env[SETTING.graceMinutes]?.trim();
   if (graceText) {
-    const minutes = Number(graceText);
+    // Decimal only: Number() would also read "0x10" as 16 and "1e3" as 1000.
+    const minutes = /^\d+(\.\d+)?$/.test(graceText) ? Number(graceText) : Number.NaN;
     if (!Number.isFinite(minutes) || minutes < 0 || minutes * 60 > MAX_GRACE_SECONDS) {
       problems.push(
         `${SETTING.graceMinutes} "${graceText}" must be a number of minutes from 0 to ${MAX_GRACE_SECONDS / 60}`,
@@ -93,13 +110,38 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): KeyturnConfig 
   }
 
   const minKeyAgeDays = attempt(
+    SETTING.minKeyAgeDays,
     () => parseMinKeyAgeDays(env[SETTING.minKeyAgeDays]?.trim() || undefined),
     DEFAULT_MIN_KEY_AGE_DAYS,
   );
   const parallelism = attempt(
+    SETTING.parallelism,
     () => parseParallelism(env[SETTING.parallelism]?.trim() || undefined),
     DEFAULT_PARALLELISM,
   );
+
+  let keyPropagationSeconds = DEFAULT_KEY_PROPAGATION_SECONDS;
+  const propagationText = env[SETTING.keyPropagationSeconds]?.trim();
+  if (propagationText) {
+    const seconds = Number(propagationText);
+    if (!Number.isInteger(seconds) || seconds < 0 || seconds > MAX_KEY_PROPAGATION_SECONDS) {
+      problems.push(
+        `${SETTING.keyPropagationSeconds} "${propagationText}" must be a whole number of seconds from 0 to ${MAX_KEY_PROPAGATION_SECONDS} (default ${DEFAULT_KEY_PROPAGATION_SECONDS})`,
+      );
+    } else {
+      keyPropagationSeconds = seconds;
+    }
+  }
+
+  const patienceText = env[SETTING.throttlePatienceMinutes]?.trim();
+  if (
+    patienceText &&
+    !(/^\d+(\.\d+)?$/.test(patienceText) && Number(patienceText) > 0 && Number(patienceText) <= 1440)
+  ) {
+    problems.push(
+      `${SETTING.throttlePatienceMinutes} "${patienceText}" must be a number of minutes above 0 and at most 1440 (how long keyturn waits out ARM throttling before giving up; default 30)`,
+    );
+  }
 
   const subscriptions = list(env[SETTING.subscriptions]);
   for (const s of subscriptions) {
@@ -129,6 +171,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): KeyturnConfig 
     graceSeconds,
     minKeyAgeDays,
     parallelism,
+    keyPropagationSeconds,
     subscriptions,
     keyVaultUrls,
     ...(connectionFile ? { connectionFile } : {}),

@@ -114,7 +114,11 @@ export const rotateAll: OrchestrationHandler = function* (context: Orchestration
     accounts: found.flatMap((f) => f.accounts),
     workspaces,
   });
-  const withConsumers = graph.accounts.filter((node) => node.consumers.length > 0);
+  // Shared-key access disabled: Azure refuses both keys, so they are reported, never read.
+  const keyless = graph.accounts.filter((node) => node.account.sharedKeyAccessDisabled);
+  const withConsumers = graph.accounts.filter(
+    (node) => node.consumers.length > 0 && !node.account.sharedKeyAccessDisabled,
+  );
   const snapshotTasks = withConsumers.map((node) =>
     context.df.callActivityWithRetry(ACTIVITY.snapshotAccount, ACTIVITY_RETRY, {
       accountId: node.account.id,
@@ -124,26 +128,30 @@ export const rotateAll: OrchestrationHandler = function* (context: Orchestration
   // One account whose keys cannot be read (a lock, a missing permission) fails alone.
   yield* settle(context, snapshotTasks);
   const now = context.df.currentUtcDateTime;
-  const results: AccountPlanResult[] = withConsumers.map((node, i): AccountPlanResult => {
-    const task = snapshotTasks[i]!;
-    if (task.isFaulted || !task.isCompleted) {
-      return {
-        action: "fail",
-        account: accountRef(node.account),
-        reason: `its keys could not be read: ${errorMessage(task.result)}`,
-        consumers: node.consumers.map(consumerRef),
-      };
-    }
-    const snapshot = task.result as SnapshotAccountOutput;
-    armCalls += snapshot.armCalls;
-    const planned: AccountNode = { account: snapshot.account, consumers: node.consumers };
-    return planAccount(planned, {
-      now,
-      graceSeconds: input.graceSeconds,
-      minKeyAgeDays: input.minKeyAgeDays,
-      force: input.force,
-    });
-  });
+  const policy = {
+    now,
+    graceSeconds: input.graceSeconds,
+    minKeyAgeDays: input.minKeyAgeDays,
+    force: input.force,
+  };
+  const results: AccountPlanResult[] = keyless.map((node) => planAccount(node, policy));
+  results.push(
+    ...withConsumers.map((node, i): AccountPlanResult => {
+      const task = snapshotTasks[i]!;
+      if (task.isFaulted || !task.isCompleted) {
+        return {
+          action: "fail",
+          account: accountRef(node.account),
+          reason: `its keys could not be read: ${errorMessage(task.result)}`,
+          consumers: node.consumers.map(consumerRef),
+        };
+      }
+      const snapshot = task.result as SnapshotAccountOutput;
+      armCalls += snapshot.armCalls;
+      const planned: AccountNode = { account: snapshot.account, consumers: node.consumers };
+      return planAccount(planned, policy);
+    }),
+  );
 
   const reports: AccountReport[] = [];
   const toRotate: Extract<AccountPlanResult, { action: "rotate" }>[] = [];

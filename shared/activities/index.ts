@@ -15,6 +15,7 @@ import {
 } from "../rotation";
 import { mapLimit } from "../concurrency";
 import type { KeyReader } from "../azure/storage";
+import type { DatastoreInfo } from "../azure/datastores";
 import type { KeyturnConfig } from "../config";
 import { KeyturnError, scrubError } from "../errors";
 import { countArmCalls, unreadSnapshot, type Azure } from "../azure";
@@ -210,19 +211,69 @@ export async function regenerateKey(
       expect.creationTime !== undefined && keep.creationTime !== undefined
         ? (await storage.getAccount(accountId)).keyCreationTime
         : {};
+    let notLive: string | undefined;
+    const awaitLive = async (value: string): Promise<void> => {
+      notLive = await untilKeyWorks(deps, accountId, expect.key, value);
+    };
     if (!creationTimesUnchanged(expect, keep, times)) {
       const current = await storage.fingerprints(accountId, salt);
       const decision = guardRegeneration(expect, keep, current);
+      // Done before a crash: the key may still be on its way to the data plane.
+      if (decision.action === "already-done") await storage.withKey(accountId, expect.key, awaitLive);
       if (decision.action !== "regenerate")
-        return { decision: decision.action, reason: decision.reason, keys: current, creationTimes: times };
+        return {
+          decision: decision.action,
+          reason: decision.reason,
+          keys: current,
+          creationTimes: times,
+          ...(notLive !== undefined ? { notLive } : {}),
+        };
     }
-    const keys = await storage.regenerate(accountId, expect.key, salt);
+    const keys = await storage.regenerate(accountId, expect.key, salt, awaitLive);
     let creationTimes = timesOf(keys);
     // The next guard is a read only if the new key's creation time is known.
     if (creationTimes[expect.key] === undefined)
       creationTimes = (await storage.getAccount(accountId)).keyCreationTime;
-    return { decision: "regenerate", keys: fingerprintsOf(keys), creationTimes };
+    return {
+      decision: "regenerate",
+      keys: fingerprintsOf(keys),
+      creationTimes,
+      ...(notLive !== undefined ? { notLive } : {}),
+    };
   });
+}
+
+/** Waits between probes of a key just regenerated: short first, as most keys work within seconds. */
+const PROPAGATION_DELAYS_MS = [500, 1_000, 2_000, 4_000, 8_000];
+
+/**
+ * A regenerated key can take a while to be accepted everywhere, and a consumer moved to it before then
+ * holds a key that does not work (I1). Probes the account's blob service with it until Azure stops
+ * answering 403, within KEYTURN_KEY_PROPAGATION_SECONDS. Returns why it gave up, or undefined once the
+ * key works (or when no probe can tell: no blob endpoint, a network that never answers).
+ */
+async function untilKeyWorks(
+  deps: ActivityDeps,
+  accountId: string,
+  key: KeyName,
+  value: string,
+): Promise<string | undefined> {
+  const account = await deps.azure.storage.getAccount(accountId);
+  const limitMs = deps.config.keyPropagationSeconds * 1000;
+  const started = Date.now();
+  for (let attempt = 0; ; attempt++) {
+    const outcome = await deps.azure.probe.probe({
+      ...(account.blobEndpoint ? { blobEndpoint: account.blobEndpoint } : {}),
+      accountName: account.name,
+      key: value,
+    });
+    if (outcome.ok !== false || outcome.status !== 403) return undefined;
+    const elapsed = Date.now() - started;
+    if (elapsed >= limitMs)
+      return `the new ${key} of ${account.name} was still refused by the data plane (403${outcome.code ? ` ${outcome.code}` : ""}) ${Math.round(elapsed / 1000)} s after it was regenerated (KEYTURN_KEY_PROPAGATION_SECONDS=${deps.config.keyPropagationSeconds})`;
+    const delay = PROPAGATION_DELAYS_MS[Math.min(attempt, PROPAGATION_DELAYS_MS.length - 1)]!;
+    await new Promise((resolve) => setTimeout(resolve, Math.min(delay, limitMs - elapsed)));
+  }
 }
 
 /**
@@ -252,7 +303,11 @@ export async function moveAndVerify(
       const chosen = input.moves.filter((m) => isServiceChosen(m.consumer.kind));
       const moveOne = (move: ConsumerMove) => moveConsumer(deps, input, move, target, keys);
       const moves = await mapLimit(written, PER_ACCOUNT_CONCURRENCY, moveOne);
-      moves.push(...(await mapLimit(chosen, PER_ACCOUNT_CONCURRENCY, moveOne)));
+      moves.push(
+        ...(await mapLimit(chosen, PER_ACCOUNT_CONCURRENCY, (move) =>
+          move.operation === "resyncKeys" ? resyncAndRestore(deps, input, move, target, keys) : moveOne(move),
+        )),
+      );
       if (moves.some((m) => m.error !== undefined))
         return { moves, observations: [], current: input.keys, verified: {} };
       const { observations, verified } = await verifyChecks(deps, input, target, keys);
@@ -310,6 +365,52 @@ async function moveConsumer(
   } catch (e) {
     return { consumerId: consumer.id, error: keys.scrub(e).message };
   }
+}
+
+/**
+ * A workspace resync may also write the key it picked into the workspace's default datastores
+ * (Microsoft's how-to asks for a resync after changing them, and does not say what a resync does to
+ * them). A datastore of this account that the resync changed, and that no longer holds the key
+ * consumers are moving to, is registered again with it: the resync may have picked the key that dies
+ * next. Two datastore lists (reads) when the resync touches nothing.
+ */
+async function resyncAndRestore(
+  deps: ActivityDeps,
+  input: MoveAndVerifyInput,
+  move: ConsumerMove,
+  target: () => Promise<string>,
+  keys: KeyReader,
+): Promise<MoveOutcome> {
+  const workspaceId = move.consumer.id;
+  const ours = (ds: DatastoreInfo) =>
+    ds.credentialsType === "AccountKey" && ds.accountName?.toLowerCase() === accountNameOf(input.accountId);
+  try {
+    const before = new Map(
+      (await deps.azure.datastores.list(workspaceId))
+        .filter(ours)
+        .map((ds) => [ds.id.toLowerCase(), ds.modifiedAt]),
+    );
+    const outcome = await moveConsumer(deps, input, move, target, keys);
+    if (outcome.error !== undefined) return outcome;
+    const rewritten = (await deps.azure.datastores.list(workspaceId)).filter(
+      (ds) =>
+        ours(ds) && (!before.has(ds.id.toLowerCase()) || before.get(ds.id.toLowerCase()) !== ds.modifiedAt),
+    );
+    for (const ds of rewritten) {
+      if ((await deps.azure.datastores.heldFingerprint(ds.id, input.salt)) === input.to.fingerprint) continue;
+      await deps.azure.datastores.putKey(ds.id, await target());
+    }
+    return outcome;
+  } catch (e) {
+    return {
+      consumerId: workspaceId,
+      error: `resynced, then could not restore the datastores the resync rewrote: ${keys.scrub(e).message}`,
+    };
+  }
+}
+
+function accountNameOf(accountId: string): string {
+  return (accountId.split("/").pop() ?? "").toLowerCase();
 }
 
 async function verifyChecks(
@@ -471,6 +572,9 @@ export async function findLateDatastores(
           id: ds.id,
           name: `${workspaceId.split("/").pop() ?? ""}/${ds.name}`,
           changed: known !== undefined,
+          workspaceId,
+          ...(ds.datastoreType ? { datastoreType: ds.datastoreType } : {}),
+          ...(ds.container ? { container: ds.container } : {}),
           ...(held ? { heldFingerprint: held } : {}),
         });
       }

@@ -19,6 +19,8 @@ export interface StorageAccountInfo {
   /** As the account reports it (`primaryEndpoints`): the only URLs the data plane is reached by. */
   blobEndpoint?: string;
   fileEndpoint?: string;
+  /** `allowSharedKeyAccess: false`: the data plane refuses both keys, so there is nothing to rotate. */
+  sharedKeyAccessDisabled?: true;
 }
 
 /** The storage account keys: the only adapter that reads or regenerates them. */
@@ -28,8 +30,16 @@ export interface StorageKeys {
   snapshot(id: string, salt: string): Promise<StorageAccountSnapshot>;
   /** The keys' fingerprints alone: one call, for compare-and-swap guards right before a write. */
   fingerprints(id: string, salt: string): Promise<Record<KeyName, Fingerprint>>;
-  /** Regenerates one key and returns both keys as they are now (Azure answers with all keys). */
-  regenerate(id: string, keyName: KeyName, salt: string): Promise<Record<KeyName, KeySnapshot>>;
+  /**
+   * Regenerates one key and returns both keys as they are now (Azure answers with all keys). `use`,
+   * when given, gets the new key's value under the same rule as `withKey` (a probe that it works).
+   */
+  regenerate(
+    id: string,
+    keyName: KeyName,
+    salt: string,
+    use?: (value: string) => Promise<void>,
+  ): Promise<Record<KeyName, KeySnapshot>>;
   /**
    * Reads one key and hands it to `use`: the only way a key value leaves this adapter (invariant I3).
    * `use` must spend it on other adapter calls in the same activity and return nothing derived from it
@@ -92,12 +102,29 @@ export class ArmStorageKeys implements StorageKeys {
     return { key1: keys.key1.fingerprint, key2: keys.key2.fingerprint };
   }
 
-  async regenerate(id: string, keyName: KeyName, salt: string): Promise<Record<KeyName, KeySnapshot>> {
+  async regenerate(
+    id: string,
+    keyName: KeyName,
+    salt: string,
+    use?: (value: string) => Promise<void>,
+  ): Promise<Record<KeyName, KeySnapshot>> {
     const ref = storageAccountRef(id);
     const result = await azureCall(OPERATIONS.regenerateStorageKey, id, () =>
       this.client(ref.subscriptionId).storageAccounts.regenerateKey(ref.resourceGroup, ref.name, { keyName }),
     );
-    return keySnapshots(id, result.keys ?? [], salt, {});
+    const keys = result.keys ?? [];
+    if (use) {
+      const value = keyValue(id, keys, keyName);
+      try {
+        await use(value);
+      } catch (e) {
+        throw scrubError(
+          e,
+          keys.flatMap((k) => (k.value ? [k.value] : [])),
+        );
+      }
+    }
+    return keySnapshots(id, keys, salt, {});
   }
 
   async withKey<T>(id: string, keyName: KeyName, use: (value: string) => Promise<T>): Promise<T> {
@@ -163,6 +190,7 @@ function accountInfo(account: StorageAccount): StorageAccountInfo {
   }
   if (account.primaryEndpoints?.blob) info.blobEndpoint = account.primaryEndpoints.blob;
   if (account.primaryEndpoints?.file) info.fileEndpoint = account.primaryEndpoints.file;
+  if (account.allowSharedKeyAccess === false) info.sharedKeyAccessDisabled = true;
   return info;
 }
 
@@ -212,5 +240,6 @@ export function unreadSnapshot(info: StorageAccountInfo): StorageAccountSnapshot
       ? { keyExpirationPeriodInDays: info.keyExpirationPeriodInDays }
       : {}),
     ...(info.blobEndpoint ? { blobEndpoint: info.blobEndpoint } : {}),
+    ...(info.sharedKeyAccessDisabled ? { sharedKeyAccessDisabled: true as const } : {}),
   };
 }

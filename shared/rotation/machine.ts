@@ -20,7 +20,7 @@ import type {
   RegenerateKeyStep,
   VerifyConsumersStep,
 } from "./plan";
-import { keyState, type AccountExecution, type ConsumerAction, type Outage } from "./report";
+import { keyState, type AccountExecution, type Outage } from "./report";
 
 /**
  * The per-account procedure (DESIGN §2) as a pure state machine: `next(state, result, now)` takes what
@@ -82,6 +82,8 @@ export interface RegenerateResult {
   keys: Record<KeyName, Fingerprint>;
   /** Creation times after the call, when Azure records them. */
   creationTimes: Partial<Record<KeyName, string>>;
+  /** Set when the new key still did not work on the data plane at the deadline: why. */
+  notLive?: string;
   armCalls: number;
 }
 
@@ -91,7 +93,18 @@ export interface LateDatastore {
   heldFingerprint?: Fingerprint;
   /** Known to the plan, changed since it was verified. */
   changed: boolean;
+  /** What moving it needs (absent from results of older runs). */
+  workspaceId?: string;
+  datastoreType?: string;
+  container?: string;
 }
+
+/**
+ * How many times datastores found on the old key after a grace are moved and given a grace of their
+ * own before keyturn stops instead: a service rewriting them once (a workspace's auto-sync) is healed,
+ * someone re-registering them over and over is left for a person to look at.
+ */
+export const MAX_LATE_ROUNDS = 2;
 
 export interface FindLateResult {
   datastores: LateDatastore[];
@@ -134,20 +147,28 @@ export interface AccountState {
   learnedTimes: Record<string, string>;
   keys: Record<KeyName, Fingerprint>;
   creationTimes: Partial<Record<KeyName, string>>;
-  consumerActions: Record<string, { action: ConsumerAction; reason?: string }>;
+  consumerActions: NonNullable<AccountExecution["consumerActions"]>;
   lastKeySyncBefore: Record<string, string>;
   verified: Record<string, VerifiedDatastore>;
   lateChecked: boolean;
   waitUntil?: number;
-  /** What the pending moveAndVerify does: moves only, the verification of moves done, or both. */
-  part?: "move" | "verify" | "both";
+  /**
+   * What the pending moveAndVerify does: moves only, the verification of moves done, or both; `late`:
+   * moves datastores found on the old key after a grace (`lateMoves`), then another grace follows.
+   */
+  part?: "move" | "verify" | "both" | "late";
+  lateMoves?: LateDatastore[];
+  /** Rounds of late moves so far in this rotation (at most MAX_LATE_ROUNDS). */
+  lateRounds?: number;
+  /** The pending wait is the grace after late moves: the plan's cursor stays where it is. */
+  lateGrace?: boolean;
   /** When the moves of the current step finished: the grace that follows counts from then. */
   movedAt?: number;
   armCalls: number;
   /** Service-chosen consumers found on the key regenerated next: the service insists on it. */
   onNextKey: VerificationProblem[];
   /** Those consumers once that key is regenerated: their window runs until they are moved again. */
-  inWindow: VerificationProblem[];
+  inWindow: (VerificationProblem & { possible?: true })[];
   windowStart: number;
   outages: Outage[];
   keysRegenerated: KeyName[];
@@ -212,7 +233,8 @@ function apply(state: AccountState, result: CommandResult, now: number): Stop | 
     case "wait":
       state.waitUntil = undefined;
       state.movedAt = undefined;
-      state.cursor++;
+      if (state.lateGrace) state.lateGrace = undefined;
+      else state.cursor++;
       return undefined;
   }
 }
@@ -250,9 +272,23 @@ function applyRegeneration(
   const created = out.creationTimes[step.key];
   if (created !== undefined) state.learnedTimes[step.id] = created;
   state.windowStart = now;
-  state.inWindow = state.onNextKey.filter((c) => c.key === step.key);
+  state.inWindow = [
+    ...state.onNextKey.filter((c) => c.key === step.key),
+    ...unknownHolders(state.plan, step.key),
+  ];
   state.onNextKey = [];
   state.cursor++;
+  // Nobody is moved to a key the data plane still refuses (I1).
+  if (out.notLive !== undefined)
+    return step.phase === "retireActive"
+      ? {
+          outcome: "failed",
+          reason: `${out.notLive}; the consumers on ${step.keep.key} are safe, but the services that pick their own key were not resynced: run keyturn again`,
+        }
+      : {
+          outcome: "stalled",
+          reason: `${out.notLive}; nobody was moved to it and ${step.keep.key} is still valid: run keyturn again`,
+        };
   return undefined;
 }
 
@@ -260,6 +296,11 @@ function applyLate(state: AccountState, step: RegenerateKeyStep, out: FindLateRe
   state.armCalls += out.armCalls;
   const newKey = resolveKeyTarget(step.keep, state.learned);
   const onOldKey = out.datastores.filter((d) => d.heldFingerprint !== newKey);
+  const movable = onOldKey.every((d) => d.workspaceId !== undefined);
+  if (onOldKey.length > 0 && movable && (state.lateRounds ?? 0) < MAX_LATE_ROUNDS) {
+    state.lateMoves = onOldKey;
+    return undefined;
+  }
   if (onOldKey.length > 0) {
     return {
       outcome: "stalled",
@@ -280,6 +321,7 @@ function applyMoveAndVerify(state: AccountState, out: MoveAndVerifyResult, now: 
   const move = state.plan.steps[state.cursor];
   const part = state.part ?? "both";
   state.part = undefined;
+  if (part === "late") return applyLateMoves(state, out, now);
   const hasMove = move?.kind === "moveConsumers" && part !== "verify";
   const verify = (
     move?.kind === "moveConsumers" ? state.plan.steps[state.cursor + 1] : move
@@ -321,6 +363,7 @@ function applyMoveAndVerify(state: AccountState, out: MoveAndVerifyResult, now: 
         kind: c.kind,
         durationMs: now - state.windowStart,
         reason: c.reason,
+        ...(c.possible ? { possible: true as const } : {}),
       });
     }
     state.inWindow = state.inWindow.filter((w) => !moved.has(w.consumerId));
@@ -360,6 +403,61 @@ function applyMoveAndVerify(state: AccountState, out: MoveAndVerifyResult, now: 
   return undefined;
 }
 
+/**
+ * Datastores found on the old key after the grace were moved to the key that stays: the jobs that read
+ * them meanwhile hold the old key, so they get a grace of their own before it dies.
+ */
+function applyLateMoves(state: AccountState, out: MoveAndVerifyResult, now: number): Stop | undefined {
+  const step = state.plan.steps[state.cursor];
+  const late = state.lateMoves ?? [];
+  state.lateMoves = undefined;
+  state.armCalls += out.armCalls;
+  state.keys = out.current;
+  if (step?.kind !== "regenerateKey") return undefined;
+  const failed = [
+    ...out.moves.filter((m) => m.error !== undefined).map((m) => m.error!),
+    ...out.observations.filter((o) => o.error !== undefined).map((o) => o.error!),
+  ];
+  const target = resolveKeyTarget(step.keep, state.learned);
+  const notMoved = late.filter((d) => {
+    const seen = out.observations.find((o) => o.consumerId === d.id);
+    return seen?.gone !== true && (seen?.heldFingerprint !== target || seen.probe === "denied");
+  });
+  if (failed.length > 0 || notMoved.length > 0)
+    return {
+      outcome: "stalled",
+      reason: `stopped before regenerating ${step.key}, which is still valid: datastores changed during the grace hold ${step.key} and could not be moved to ${step.keep.key} (${[...notMoved.map((d) => d.name), ...failed].join("; ")}); re-register them with ${step.keep.key} or run keyturn again`,
+    };
+  for (const d of late)
+    state.consumerActions[d.id] = {
+      action: "healed",
+      reason: `changed during the grace to ${step.key}, the key about to be regenerated; moved to ${step.keep.key} and given a grace of its own`,
+      consumer: { kind: "datastore", id: d.id, name: d.name },
+    };
+  Object.assign(state.verified, out.verified);
+  state.lateRounds = (state.lateRounds ?? 0) + 1;
+  state.lateChecked = false;
+  state.movedAt = now;
+  state.lateGrace = state.plan.graceSeconds > 0 ? true : undefined;
+  return undefined;
+}
+
+function lateDatastoreConsumer(state: AccountState, d: LateDatastore): ConsumerMove {
+  return {
+    consumer: {
+      kind: "datastore",
+      id: d.id,
+      name: d.name,
+      storageAccountId: state.plan.account.id,
+      workspaceId: d.workspaceId ?? "",
+      ...(d.datastoreType !== undefined ? { datastoreType: d.datastoreType } : {}),
+      ...(d.container !== undefined ? { container: d.container } : {}),
+    },
+    operation: "putDatastore",
+    heals: true,
+  };
+}
+
 function decide(state: AccountState, now: number): { state: AccountState; command: Command } {
   for (;;) {
     const step = state.plan.steps[state.cursor];
@@ -375,6 +473,37 @@ function decide(state: AccountState, now: number): { state: AccountState; comman
       }
       case "regenerateKey": {
         const keep = keyRef(state, step.keep.key, resolveKeyTarget(step.keep, state.learned), step.keep);
+        if (state.lateGrace) {
+          state.waitUntil ??= (state.movedAt ?? now) + state.plan.graceSeconds * 1000;
+          return issue(state, {
+            kind: "wait",
+            stepId: `grace-after-late-${step.key}`,
+            until: state.waitUntil,
+          });
+        }
+        if (state.lateMoves !== undefined) {
+          const moves = state.lateMoves.map((d) => lateDatastoreConsumer(state, d));
+          state.part = "late";
+          return issue(state, {
+            kind: "moveAndVerify",
+            phase: step.phase,
+            stepId: `move-late-to-${step.keep.key}`,
+            moves,
+            verify: {
+              id: `verify-late-${step.keep.key}`,
+              phase: step.phase,
+              kind: "verifyConsumers",
+              on: step.keep,
+              checks: moves.map((m) => ({ consumer: m.consumer, expect: "holdsKey" })),
+              nextRegeneration: step.key,
+            },
+            checks: moves.map((m) => ({ consumer: m.consumer, expect: "holdsKey" })),
+            to: keep,
+            keys: state.keys,
+            verified: state.verified,
+            lastKeySyncBefore: state.lastKeySyncBefore,
+          });
+        }
         // After any grace, a datastore may have been added or re-registered with the key about to die.
         if (!state.lateChecked && (step.phase === "retireActive" || graceBefore(state.plan, state.cursor))) {
           const workspaceIds = workspacesOf(state.plan);
@@ -451,6 +580,23 @@ function finish(
   };
   state.pending = "finish";
   return { state, command: { kind: "finish", execution } };
+}
+
+/**
+ * Batch auto-storage does not say which key a sync picked, so after every regeneration it may hold the
+ * dead key until keyturn syncs it again: that possible window is reported as such, never left out.
+ */
+function unknownHolders(plan: AccountPlan, key: KeyName): (VerificationProblem & { possible: true })[] {
+  return plan.consumers
+    .filter((c) => c.kind === "batchAutoStorage")
+    .map((c) => ({
+      consumerId: c.id,
+      name: c.name,
+      kind: c.kind,
+      key,
+      possible: true as const,
+      reason: `Batch does not report which key its auto-storage holds: if its last sync picked ${key}, it held the regenerated ${key} until it was synced again`,
+    }));
 }
 
 /** Consumers whose key keyturn writes go first: a service that picks its key may follow them. */

@@ -26,6 +26,8 @@ export interface StorageAccountSnapshot {
   keyExpirationPeriodInDays?: number;
   blobEndpoint?: string;
   fileEndpoint?: string;
+  /** `allowSharedKeyAccess: false`: the data plane refuses both keys, so there is nothing to rotate. */
+  sharedKeyAccessDisabled?: true;
 }
 
 /**
@@ -140,3 +142,23 @@ export interface ConsumerRef {
 export function consumerRef(consumer: Consumer): ConsumerRef {
   return { kind: consumer.kind, id: consumer.id, name: consumer.name };
 }
+
+/**
+ * How long consumers of a kind are known to keep a key they read: a grace shorter than this retires a
+ * key some of them still use. Undefined where nothing is known (a datastore's job keeps its key as long
+ * as it runs). `Record`, so a new kind must say.
+ */
+export const KNOWN_KEY_CACHE: Record<ConsumerKind, { seconds: number; why: string } | undefined> = {
+  workspace: {
+    seconds: 3_600,
+    why: "a workspace takes a new key by itself only after about an hour, and its jobs keep the key they started with",
+  },
+  keyVaultSecret: {
+    seconds: 86_400,
+    why: "App Service and Functions Key Vault references refresh every 24 hours",
+  },
+  datastore: undefined,
+  batchAutoStorage: undefined,
+  sasDatastore: undefined,
+  identityDatastore: undefined,
+};

@@ -6,6 +6,7 @@ import {
   isReportOnly,
   isServiceChosen,
   isVoting,
+  KNOWN_KEY_CACHE,
   type Consumer,
   type ConsumerKind,
   type ConsumerRef,
@@ -14,6 +15,7 @@ import {
   type StorageAccountSnapshot,
 } from "./model";
 import { evaluateAccountPolicy, type PolicyOptions, type PolicySkipCode } from "./policy";
+import { formatDuration } from "./report";
 
 /** How a consumer is moved to a key; one per consumer kind that holds a key. */
 export type MoveOperation =
@@ -189,7 +191,21 @@ export function planAccount(node: AccountNode, options: PlanOptions): AccountPla
       reason: "key1 and key2 have the same fingerprint: the snapshot cannot tell the keys apart",
     };
   }
-  return { action: "rotate", plan: buildPlan(node, decision, options.graceSeconds, verdict.notes) };
+  const notes = [...verdict.notes, ...cacheWarnings(node.consumers, options.graceSeconds)];
+  return { action: "rotate", plan: buildPlan(node, decision, options.graceSeconds, notes) };
+}
+
+/** One warning per consumer kind whose known key caching outlasts the grace. */
+export function cacheWarnings(consumers: readonly Consumer[], graceSeconds: number): string[] {
+  const kinds = [...new Set(consumers.map((c) => c.kind))];
+  return kinds.flatMap((kind) => {
+    const cache = KNOWN_KEY_CACHE[kind];
+    if (cache === undefined || graceSeconds >= cache.seconds) return [];
+    const count = consumers.filter((c) => c.kind === kind).length;
+    return [
+      `the grace (${formatDuration(graceSeconds)}) is shorter than the ${formatDuration(cache.seconds)} ${count === 1 ? "a" : count} ${kind} consumer${count === 1 ? "" : "s"} may keep the old key: ${cache.why}`,
+    ];
+  });
 }
 
 /**

@@ -163,6 +163,19 @@ const RESOURCE_GROUP_NAME = /^[-\w.()]{1,89}[-\w()]$/;
 const WORKSPACE_NAME = /^[a-zA-Z0-9][\w-]{2,32}$/;
 const STORAGE_ACCOUNT_NAME = /^[a-z0-9]{3,24}$/i;
 const MAX_SCOPE_ENTRIES = 1000;
+/**
+ * An ARM id is matched whole, from `/subscriptions/{GUID}/resourceGroups/{name}` on: a check of the tail
+ * alone let `/subscriptions/../resourceGroups/..` or a nested provider through as a valid scope.
+ */
+const GROUP_ID = `/subscriptions/${GUID.source.slice(1, -1)}/resourcegroups/${RESOURCE_GROUP_NAME.source.slice(1, -1)}`;
+const armIdPattern = (tail: string) => new RegExp(`^${GROUP_ID}${tail}$`, "i");
+const RESOURCE_GROUP_ID = armIdPattern("");
+const WORKSPACE_ID = armIdPattern(
+  `/providers/microsoft\\.machinelearningservices/workspaces/${WORKSPACE_NAME.source.slice(1, -1)}`,
+);
+const STORAGE_ACCOUNT_ID = armIdPattern(
+  `/providers/microsoft\\.storage/storageaccounts/${STORAGE_ACCOUNT_NAME.source.slice(1, -1)}`,
+);
 
 function subscriptionProblem(v: string): string | undefined {
   return GUID.test(v) ? undefined : `"${v}" is not a subscription id (a GUID)`;
@@ -170,8 +183,7 @@ function subscriptionProblem(v: string): string | undefined {
 
 function resourceGroupProblem(v: string): string | undefined {
   if (isArmId(v)) {
-    const parts = parseArmId(v);
-    return parts.resourceGroup !== undefined && /^\/subscriptions\/[^/]+\/resourcegroups\/[^/]+$/i.test(v)
+    return RESOURCE_GROUP_ID.test(v)
       ? undefined
       : `"${v}" is not a resource group id (/subscriptions/{id}/resourceGroups/{name})`;
   }
@@ -180,7 +192,7 @@ function resourceGroupProblem(v: string): string | undefined {
 
 function workspaceProblem(v: string): string | undefined {
   if (isArmId(v)) {
-    return /\/providers\/microsoft\.machinelearningservices\/workspaces\/[^/]+$/i.test(v)
+    return WORKSPACE_ID.test(v)
       ? undefined
       : `"${v}" is not a workspace id (…/providers/Microsoft.MachineLearningServices/workspaces/{name})`;
   }
@@ -191,7 +203,7 @@ function workspaceProblem(v: string): string | undefined {
 
 function storageAccountProblem(v: string): string | undefined {
   if (isArmId(v)) {
-    return /\/providers\/microsoft\.storage\/storageaccounts\/[a-z0-9]{3,24}$/i.test(v)
+    return STORAGE_ACCOUNT_ID.test(v)
       ? undefined
       : `"${v}" is not a storage account id (…/providers/Microsoft.Storage/storageAccounts/{name})`;
   }
@@ -485,7 +497,7 @@ function matchesNames(list: readonly string[] | undefined, ref: ResourceRef): bo
 // ---------------------------------------------------------------------------------------------
 // Per-account policy
 
-export type PolicySkipCode = "opted-out" | "no-consumers" | "too-young";
+export type PolicySkipCode = "opted-out" | "shared-key-disabled" | "no-consumers" | "too-young";
 
 export interface PolicyOptions {
   /** The orchestration's current time (`context.df.currentUtcDateTime`), never the wall clock. */
@@ -522,6 +534,14 @@ export function evaluateAccountPolicy(
   options: PolicyOptions,
 ): PolicyVerdict {
   const { account } = node;
+  if (account.sharedKeyAccessDisabled) {
+    return {
+      rotate: false,
+      code: "shared-key-disabled",
+      reason:
+        "needs no rotation: shared-key access is disabled (allowSharedKeyAccess: false), so Azure refuses both keys and nothing can use them",
+    };
+  }
   const tag = optOutTagValue(account.tags);
   if (tag !== undefined) {
     return { rotate: false, code: "opted-out", reason: `tagged ${OPT_OUT_TAG}=${tag}` };

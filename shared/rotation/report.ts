@@ -10,7 +10,12 @@ export type AccountOutcome = "rotated" | "skipped" | "stalled" | "failed" | "pla
 /** Why an account was skipped. `in-progress` (another rotation holds the account, I5) is not policy. */
 export type SkipCode = PolicySkipCode | "in-progress";
 
-export const POLICY_SKIP_CODES: readonly SkipCode[] = ["opted-out", "no-consumers", "too-young"];
+export const POLICY_SKIP_CODES: readonly SkipCode[] = [
+  "opted-out",
+  "shared-key-disabled",
+  "no-consumers",
+  "too-young",
+];
 
 export interface KeyState {
   key: KeyName;
@@ -35,6 +40,11 @@ export interface Outage {
   kind: ConsumerKind;
   durationMs: number;
   reason: string;
+  /**
+   * The consumer cannot say which key it holds (Batch auto-storage): it held a dead key for this long
+   * only if its service had picked the key just regenerated. An upper bound, not a measurement.
+   */
+  possible?: true;
 }
 
 export interface AccountReport {
@@ -82,7 +92,8 @@ export interface AccountExecution {
   reason?: string;
   activeKeyAfter?: KeyState;
   /** By consumer id; consumers not listed get the plan's intended action when rotated, else `skipped`. */
-  consumerActions?: Record<string, { action: ConsumerAction; reason?: string }>;
+  /** `consumer` names one the plan did not know (a datastore added during the grace). */
+  consumerActions?: Record<string, { action: ConsumerAction; reason?: string; consumer?: ConsumerRef }>;
   durationMs: number;
   armCalls: number;
   outages?: Outage[];
@@ -127,9 +138,16 @@ export function accountReport(result: AccountPlanResult, execution?: AccountExec
   const { plan } = result;
   const outcome: AccountOutcome = execution?.outcome ?? "planned";
   const intended = intendedActions(plan);
+  const known = new Set(plan.consumers.map((c) => c.id));
+  const found = Object.values(execution?.consumerActions ?? {}).flatMap(({ consumer, ...reported }) =>
+    consumer && !known.has(consumer.id) ? [{ ...pick(consumer), ...reported }] : [],
+  );
   const consumers = plan.consumers.map((c): ConsumerReport => {
     const reported = execution?.consumerActions?.[c.id];
-    if (reported) return { ...pick(c), ...reported };
+    if (reported) {
+      const { consumer: _, ...action } = reported;
+      return { ...pick(c), ...action };
+    }
     const planned = intended.get(c.id) ?? { action: "skipped" as const };
     if (outcome === "planned" || outcome === "rotated" || planned.action === "skipped")
       return { ...pick(c), ...planned };
@@ -139,6 +157,7 @@ export function accountReport(result: AccountPlanResult, execution?: AccountExec
       reason: `the rotation ${outcome} before this consumer was handled`,
     };
   });
+  consumers.push(...found);
   const notes = [...plan.policyNotes, plan.decision.why];
   return {
     ...header(plan.account),
@@ -339,7 +358,9 @@ export function renderReport(report: RotationReport): string {
       );
       for (const o of a.outages) {
         lines.push(
-          `  outage: ${o.kind} ${o.name} held a dead key for ${formatDuration(o.durationMs / 1000)}: ${o.reason}`,
+          o.possible
+            ? `  possible outage: ${o.kind} ${o.name} held a dead key for at most ${formatDuration(o.durationMs / 1000)}: ${o.reason}`
+            : `  outage: ${o.kind} ${o.name} held a dead key for ${formatDuration(o.durationMs / 1000)}: ${o.reason}`,
         );
       }
     }

@@ -40,7 +40,7 @@ describe("rotating the demo estate", () => {
     for (const account of report.accounts) {
       expect(account.activeKeyBefore?.key).toBe("key1");
       expect(account.activeKeyAfter?.key).toBe("key2");
-      expect(account.outages).toEqual([]);
+      expect(account.outages.filter((o) => !o.possible)).toEqual([]);
     }
   });
 

@@ -1,4 +1,5 @@
 import {
+  MAX_LATE_ROUNDS,
   describeCommand,
   next,
   startAccount,
@@ -149,6 +150,9 @@ function summary(command: Command): string {
   }
 }
 
+/** The outages keyturn measured, without Batch's possible windows (it cannot tell which key Batch holds). */
+const measured = (execution: AccountExecution) => (execution.outages ?? []).filter((o) => !o.possible);
+
 const named = (command: Command, name: string) => describeCommand(command) === name;
 
 const regenerated = (commands: Command[]) =>
@@ -192,7 +196,33 @@ describe("the account state machine", () => {
         "moveAndVerify resync-after-key1 + verify-final",
         "finish rotated",
       ]);
-      expect(execution).toMatchObject({ outcome: "rotated", keysRegenerated: ["key2", "key1"], outages: [] });
+      expect(execution).toMatchObject({ outcome: "rotated", keysRegenerated: ["key2", "key1"] });
+      expect(measured(execution)).toEqual([]);
+    });
+
+    it("reports Batch's possible window after each regeneration, from the regeneration to its sync: Batch does not say which key it holds", () => {
+      const { plan, bt } = typical();
+      const { execution } = drive(plan, {
+        took: (command) => (command.kind === "moveAndVerify" && command.moves.length > 0 ? 7_000 : 1000),
+      });
+      expect(execution.outages).toEqual([
+        expect.objectContaining({
+          consumerId: bt.id,
+          kind: "batchAutoStorage",
+          durationMs: 7_000,
+          possible: true,
+        }),
+        expect.objectContaining({
+          consumerId: bt.id,
+          kind: "batchAutoStorage",
+          durationMs: 7_000,
+          possible: true,
+        }),
+      ]);
+      expect((execution.outages ?? []).map((o) => o.reason)).toEqual([
+        expect.stringContaining("if its last sync picked key2"),
+        expect.stringContaining("if its last sync picked key1"),
+      ]);
     });
 
     it("guards each regeneration with the key it kills and the key consumers live on", () => {
@@ -434,7 +464,7 @@ describe("the account state machine", () => {
       });
       expect(commands.map(summary)).toContain("wait grace");
       expect(execution.outcome).toBe("rotated");
-      expect(execution.outages).toEqual([
+      expect(measured(execution)).toEqual([
         { consumerId: ws.id, name: "mlw-one", kind: "workspace", durationMs: 42_000, reason: heldKey },
       ]);
     });
@@ -475,7 +505,8 @@ describe("the account state machine", () => {
         respond: (command, ok) =>
           command.kind === "moveAndVerify" ? withObservation(ok, ws.id, { probe: "not-probed" }) : ok,
       });
-      expect(execution).toMatchObject({ outcome: "rotated", outages: [] });
+      expect(execution.outcome).toBe("rotated");
+      expect(measured(execution)).toEqual([]);
     });
 
     it("reports no outage when the workspace is on the key that is not regenerated next", () => {
@@ -483,7 +514,7 @@ describe("the account state machine", () => {
       const { execution } = drive(plan, {
         took: (command) => (named(command, "resync-after-key1") ? 42_000 : 1000),
       });
-      expect(execution.outages).toEqual([]);
+      expect(measured(execution)).toEqual([]);
       expect(execution.consumerActions?.[ws.id]).toEqual({ action: "updated" });
     });
   });
@@ -558,11 +589,117 @@ describe("the account state machine", () => {
       });
     });
 
+    it("moves a datastore found on the old active key after the grace, gives it a grace of its own, looks again, then regenerates", () => {
+      const { plan } = typical();
+      const wsId = workspace(account()).id;
+      let finds = 0;
+      const { commands, execution } = drive(plan, {
+        respond: (command, ok) => {
+          if (command.kind !== "findLateDatastores") return ok;
+          finds++;
+          return finds === 1
+            ? late({
+                name: "mlw-one/workspaceblobstore",
+                workspaceId: wsId,
+                heldFingerprint: plan.keys.key1.fingerprint,
+              })
+            : ok;
+        },
+      });
+      expect(execution.outcome).toBe("rotated");
+      expect(regenerated(commands)).toEqual(["key2", "key1"]);
+      const order = commands.map(summary);
+      const lateMove = order.indexOf("moveAndVerify move-late-to-key2 + verify-late-key2");
+      expect(lateMove).toBeGreaterThan(order.indexOf("wait grace"));
+      expect(order.slice(lateMove + 1, lateMove + 4)).toEqual([
+        "wait grace-after-late-key1",
+        "findLateDatastores",
+        "regenerate key1",
+      ]);
+      const move = commands[lateMove];
+      const wait = commands[lateMove + 1];
+      if (move?.kind !== "moveAndVerify" || wait?.kind !== "wait") throw new Error("unexpected commands");
+      expect(move.moves.map((m) => [m.consumer.id, m.operation])).toEqual([
+        ["late/mlw-one/workspaceblobstore", "putDatastore"],
+      ]);
+      expect(move.to.key).toBe("key2");
+      expect(execution.consumerActions?.["late/mlw-one/workspaceblobstore"]?.action).toBe("healed");
+    });
+
+    it("stops, with the old active key still valid, when datastores go back to it after every late move", () => {
+      const { plan } = typical();
+      const wsId = workspace(account()).id;
+      const { commands, execution } = drive(plan, {
+        respond: (command, ok) =>
+          command.kind === "findLateDatastores"
+            ? late({
+                name: "mlw-one/flapping",
+                workspaceId: wsId,
+                heldFingerprint: plan.keys.key1.fingerprint,
+              })
+            : ok,
+      });
+      expect(execution.outcome).toBe("stalled");
+      expect(execution.reason).toContain("do not hold key2 (mlw-one/flapping)");
+      expect(
+        commands.filter((c) => c.kind === "moveAndVerify" && c.stepId === "move-late-to-key2"),
+      ).toHaveLength(MAX_LATE_ROUNDS);
+      expect(regenerated(commands)).toEqual(["key2"]);
+    });
+
+    it("stops when a datastore found after the grace cannot be moved to the new key", () => {
+      const { plan } = typical();
+      const wsId = workspace(account()).id;
+      const { commands, execution } = drive(plan, {
+        respond: (command, ok) => {
+          if (command.kind === "findLateDatastores")
+            return late({
+              name: "mlw-one/locked",
+              workspaceId: wsId,
+              heldFingerprint: plan.keys.key1.fingerprint,
+            });
+          if (command.kind === "moveAndVerify" && command.stepId === "move-late-to-key2")
+            return withMoveError(ok, "late/mlw-one/locked", "403 the datastore is locked");
+          return ok;
+        },
+      });
+      expect(execution.outcome).toBe("stalled");
+      expect(execution.reason).toMatch(/^stopped before regenerating key1, which is still valid: /);
+      expect(execution.reason).toContain("403 the datastore is locked");
+      expect(regenerated(commands)).toEqual(["key2"]);
+    });
+
     it("does not look for late datastores when no workspace uses the account", () => {
       const st = account();
       const { commands, execution } = drive(planFor(node(st, secret(st, "only"))));
       expect(commands.map((c) => c.kind)).not.toContain("findLateDatastores");
       expect(execution.outcome).toBe("rotated");
+    });
+  });
+
+  describe("a new key the data plane does not accept yet", () => {
+    const notLive = (key: KeyName) => (command: Command, ok: CommandResult) =>
+      command.kind === "regenerate" && command.expect.key === key && ok.kind === "regenerate"
+        ? { kind: "regenerate" as const, out: { ...ok.out, notLive: `the new ${key} was still refused` } }
+        : ok;
+
+    it("moves nobody to a new standby key that still does not work at the deadline, and stops with the active key valid", () => {
+      const { plan } = typical();
+      const { commands, execution } = drive(plan, { respond: notLive("key2") });
+      expect(execution.outcome).toBe("stalled");
+      expect(execution.reason).toBe(
+        "the new key2 was still refused; nobody was moved to it and key1 is still valid: run keyturn again",
+      );
+      expect(commands.filter((c) => c.kind === "moveAndVerify")).toEqual([]);
+      expect(regenerated(commands)).toEqual(["key2"]);
+    });
+
+    it("does not resync the services onto a new old-active key that does not work yet, and says so", () => {
+      const { plan } = typical();
+      const { commands, execution } = drive(plan, { respond: notLive("key1") });
+      expect(execution.outcome).toBe("failed");
+      expect(execution.reason).toContain("the services that pick their own key were not resynced");
+      expect(commands.map(summary).at(-2)).toBe("regenerate key1");
     });
   });
 
