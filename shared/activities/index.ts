@@ -212,14 +212,19 @@ export async function regenerateKey(
         ? (await storage.getAccount(accountId)).keyCreationTime
         : {};
     let notLive: string | undefined;
+    let regeneratedAt: string | undefined;
     const awaitLive = async (value: string): Promise<void> => {
+      regeneratedAt ??= new Date().toISOString();
       notLive = await untilKeyWorks(deps, accountId, expect.key, value);
     };
     if (!creationTimesUnchanged(expect, keep, times)) {
       const current = await storage.fingerprints(accountId, salt);
       const decision = guardRegeneration(expect, keep, current);
-      // Done before a crash: the key may still be on its way to the data plane.
-      if (decision.action === "already-done") await storage.withKey(accountId, expect.key, awaitLive);
+      // Done before a crash: Azure's record says when; the key may still be on its way to the data plane.
+      if (decision.action === "already-done") {
+        regeneratedAt = times[expect.key];
+        await storage.withKey(accountId, expect.key, awaitLive);
+      }
       if (decision.action !== "regenerate")
         return {
           decision: decision.action,
@@ -227,6 +232,7 @@ export async function regenerateKey(
           keys: current,
           creationTimes: times,
           ...(notLive !== undefined ? { notLive } : {}),
+          ...(regeneratedAt !== undefined ? { regeneratedAt } : {}),
         };
     }
     const keys = await storage.regenerate(accountId, expect.key, salt, awaitLive);
@@ -239,6 +245,7 @@ export async function regenerateKey(
       keys: fingerprintsOf(keys),
       creationTimes,
       ...(notLive !== undefined ? { notLive } : {}),
+      ...(regeneratedAt !== undefined ? { regeneratedAt } : {}),
     };
   });
 }

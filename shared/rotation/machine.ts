@@ -84,6 +84,11 @@ export interface RegenerateResult {
   creationTimes: Partial<Record<KeyName, string>>;
   /** Set when the new key still did not work on the data plane at the deadline: why. */
   notLive?: string;
+  /**
+   * When the key was regenerated (ISO), before any wait for it to work: a consumer left on the dead key
+   * is in its window from here.
+   */
+  regeneratedAt?: string;
   armCalls: number;
 }
 
@@ -271,7 +276,8 @@ function applyRegeneration(
   state.learned[step.id] = out.keys[step.key];
   const created = out.creationTimes[step.key];
   if (created !== undefined) state.learnedTimes[step.id] = created;
-  state.windowStart = now;
+  const at = out.regeneratedAt !== undefined ? Date.parse(out.regeneratedAt) : NaN;
+  state.windowStart = Number.isFinite(at) && at <= now ? at : now;
   state.inWindow = [
     ...state.onNextKey.filter((c) => c.key === step.key),
     ...unknownHolders(state.plan, step.key),

@@ -469,6 +469,26 @@ describe("the account state machine", () => {
       ]);
     });
 
+    it("counts the window from the moment the key was regenerated, not from when the new key began to work", () => {
+      const { plan, ws } = typical();
+      const { execution } = drive(plan, {
+        respond: (command, ok, script) => {
+          if (named(command, "move-to-key2"))
+            return withObservation(ok, ws.id, { heldFingerprint: script.keys.key1 });
+          // The activity waited 9 s for the new key1 to work after regenerating it.
+          if (command.kind === "regenerate" && command.expect.key === "key1" && ok.kind === "regenerate")
+            return {
+              kind: "regenerate",
+              out: { ...ok.out, regeneratedAt: iso(Date.parse(ok.out.creationTimes.key1!) - 9_000) },
+            };
+          return ok;
+        },
+      });
+      expect(measured(execution)).toEqual([
+        expect.objectContaining({ consumerId: ws.id, durationMs: 9_000 + 1000 }),
+      ]);
+    });
+
     it("measures the window of a workspace the standby's regeneration catches on the standby", () => {
       const st = account();
       const ws = workspace(st, "mlw-one", "key2");
