@@ -40,7 +40,7 @@ import {
   type RpcParameterBinding,
   type RpcTypedData,
 } from "./functions-core";
-import { compileRoute, type CompiledRoute } from "./http-routes";
+import { compileRoute, decodeSegment, type CompiledRoute } from "./http-routes";
 import { parseNcrontab, type Ncrontab } from "./ncrontab";
 import {
   fromRpcValue,
@@ -542,7 +542,7 @@ export class LocalHost {
         const segments = rest
           .split("/")
           .filter((s) => s !== "")
-          .map((s) => decodeURIComponent(s));
+          .map(decodeSegment);
         const result = handleDurableApi(
           this.durable,
           this.durableClientInput,

@@ -85,9 +85,21 @@ export function compileRoute(template: string): CompiledRoute {
       const params: Record<string, string> = {};
       parameters.forEach((name, i) => {
         const value = found[i + 1];
-        if (value !== undefined) params[name] = decodeURIComponent(value);
+        if (value !== undefined) params[name] = decodeSegment(value);
       });
       return params;
     },
   };
+}
+
+/**
+ * A route parameter decoded, or as sent when its percent-encoding is malformed: Azure's host passes
+ * such a segment on (the function then answers it), where decodeURIComponent would throw.
+ */
+export function decodeSegment(value: string): string {
+  try {
+    return decodeURIComponent(value);
+  } catch {
+    return value;
+  }
 }

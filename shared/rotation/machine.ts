@@ -161,12 +161,18 @@ export interface AccountState {
    * What the pending moveAndVerify does: moves only, the verification of moves done, or both; `late`:
    * moves datastores found on the old key after a grace (`lateMoves`), then another grace follows.
    */
-  part?: "move" | "verify" | "both" | "late";
+  part?: "move" | "verify" | "both" | "late" | "heal";
   lateMoves?: LateDatastore[];
   /** Rounds of late moves so far in this rotation (at most MAX_LATE_ROUNDS). */
   lateRounds?: number;
   /** The pending wait is the grace after late moves: the plan's cursor stays where it is. */
   lateGrace?: boolean;
+  /**
+   * Datastores the final verification found off the new key after the old active key died (a service
+   * rewrote them just before it): registered again with the new key at once, their window reported.
+   */
+  heal?: { to: KeyRef; consumers: ConsumerMove["consumer"][] };
+  healed?: boolean;
   /** When the moves of the current step finished: the grace that follows counts from then. */
   movedAt?: number;
   armCalls: number;
@@ -223,6 +229,17 @@ export function next(
 type Stop = { outcome: "stalled" | "failed"; reason: string };
 
 function apply(state: AccountState, result: CommandResult, now: number): Stop | undefined {
+  if (state.part === "heal") {
+    // The heal runs after the plan's last step: it has no step of its own.
+    state.pending = undefined;
+    state.part = undefined;
+    if (result.kind === "moveAndVerify") return applyHeal(state, result.out, now);
+    state.heal = undefined;
+    return {
+      outcome: "failed",
+      reason: `after regenerating the old active key, datastores were found off the new key and could not be healed: ${result.kind === "error" ? result.reason : result.kind}`,
+    };
+  }
   const step = state.plan.steps[state.cursor];
   if (!step) return undefined;
   const pending = state.pending;
@@ -397,6 +414,21 @@ function applyMoveAndVerify(state: AccountState, out: MoveAndVerifyResult, now: 
     (w) => verify.nextRegeneration !== undefined && w.key === verify.nextRegeneration,
   );
   state.cursor += move?.kind === "moveConsumers" ? 2 : 1;
+  const broken = verdict.failures.flatMap(
+    (f) => verify.checks.find((c) => c.consumer.id === f.consumerId && c.consumer.kind === "datastore") ?? [],
+  );
+  if (
+    !verdict.ok &&
+    verify.phase === "retireActive" &&
+    !state.healed &&
+    broken.length === verdict.failures.length
+  ) {
+    state.heal = {
+      to: keyRef(state, verify.on.key, resolveKeyTarget(verify.on, state.learned), verify.on),
+      consumers: broken.map((c) => c.consumer),
+    };
+    return undefined;
+  }
   if (!verdict.ok) {
     const reasons = verdict.failures.map((f) => `${f.name} (${f.kind}): ${f.reason}`).join("; ");
     return verify.phase === "retireActive"
@@ -448,6 +480,44 @@ function applyLateMoves(state: AccountState, out: MoveAndVerifyResult, now: numb
   return undefined;
 }
 
+/** Datastores healed after the old active key died: each was down from its regeneration until now. */
+function applyHeal(state: AccountState, out: MoveAndVerifyResult, now: number): Stop | undefined {
+  const heal = state.heal;
+  state.heal = undefined;
+  state.healed = true;
+  state.armCalls += out.armCalls;
+  state.keys = out.current;
+  if (!heal) return undefined;
+  const problems = [
+    ...out.moves.filter((m) => m.error !== undefined).map((m) => m.error!),
+    ...heal.consumers.flatMap((c) => {
+      const seen = out.observations.find((o) => o.consumerId === c.id);
+      if (seen?.gone === true) return [];
+      if (seen?.error !== undefined) return [`${c.name}: ${seen.error}`];
+      return seen?.heldFingerprint === heal.to.fingerprint && seen.probe !== "denied"
+        ? []
+        : [`${c.name}: still not on ${heal.to.key}`];
+    }),
+  ];
+  if (problems.length > 0)
+    return {
+      outcome: "failed",
+      reason: `after regenerating the old active key, datastores were found off ${heal.to.key} and could not be healed: ${problems.join("; ")}`,
+    };
+  for (const c of heal.consumers) {
+    const reason = `found off ${heal.to.key} after the old active key was regenerated (something rewrote it just before); registered again with ${heal.to.key}`;
+    state.consumerActions[c.id] = { action: "healed", reason };
+    state.outages.push({
+      consumerId: c.id,
+      name: c.name,
+      kind: c.kind,
+      durationMs: now - state.windowStart,
+      reason,
+    });
+  }
+  return undefined;
+}
+
 function lateDatastoreConsumer(state: AccountState, d: LateDatastore): ConsumerMove {
   return {
     consumer: {
@@ -465,6 +535,34 @@ function lateDatastoreConsumer(state: AccountState, d: LateDatastore): ConsumerM
 }
 
 function decide(state: AccountState, now: number): { state: AccountState; command: Command } {
+  if (state.heal) {
+    const { to, consumers } = state.heal;
+    const moves = consumers.map((consumer): ConsumerMove => ({
+      consumer,
+      operation: "putDatastore",
+      heals: true,
+    }));
+    const checks = consumers.map((consumer) => ({ consumer, expect: "holdsKey" as const }));
+    state.part = "heal";
+    return issue(state, {
+      kind: "moveAndVerify",
+      phase: "retireActive",
+      stepId: `heal-to-${to.key}`,
+      moves,
+      verify: {
+        id: `verify-healed-${to.key}`,
+        phase: "retireActive",
+        kind: "verifyConsumers",
+        on: { key: to.key, source: "snapshot", fingerprint: to.fingerprint },
+        checks,
+      },
+      checks,
+      to,
+      keys: state.keys,
+      verified: state.verified,
+      lastKeySyncBefore: state.lastKeySyncBefore,
+    });
+  }
   for (;;) {
     const step = state.plan.steps[state.cursor];
     if (!step) return finish(state, "rotated", now);

@@ -435,17 +435,55 @@ describe("the account state machine", () => {
     });
 
     it("fails when a consumer does not verify after the old active key was regenerated, naming it", () => {
-      const { plan, ds2 } = typical();
+      const { plan, ws } = typical();
       const { execution } = drive(plan, {
         respond: (command, ok) =>
           named(command, "resync-after-key1")
-            ? withObservation(ok, ds2.id, { error: "datastore ds2 was deleted" })
+            ? withObservation(ok, ws.id, { error: "listKeys answered 500" })
             : ok,
       });
       expect(execution).toMatchObject({
         outcome: "failed",
-        reason: "after regenerating the old active key, ds2 (datastore): datastore ds2 was deleted",
+        reason: "after regenerating the old active key, mlw-one (workspace): listKeys answered 500",
       });
+    });
+
+    it("heals at once a datastore found on the dead key after the old active key was regenerated, and reports its window", () => {
+      const { plan, blob } = typical();
+      const { commands, execution } = drive(plan, {
+        respond: (command, ok) =>
+          named(command, "resync-after-key1")
+            ? withObservation(ok, blob.id, { heldFingerprint: plan.keys.key1.fingerprint })
+            : ok,
+        took: (command) =>
+          command.kind === "moveAndVerify" && command.stepId === "heal-to-key2" ? 3_000 : 1000,
+      });
+      const heal = commands.find((c) => c.kind === "moveAndVerify" && c.stepId === "heal-to-key2");
+      if (heal?.kind !== "moveAndVerify") throw new Error("no heal");
+      expect(heal.moves.map((m) => [m.consumer.id, m.operation])).toEqual([[blob.id, "putDatastore"]]);
+      expect(heal.checks.map((c) => c.consumer.id)).toEqual([blob.id]);
+      expect(execution.outcome).toBe("rotated");
+      expect(execution.consumerActions?.[blob.id]?.action).toBe("healed");
+      // From the regeneration of key1 (then 1 s of resync) to the end of the heal (3 s).
+      expect(measured(execution)).toEqual([
+        expect.objectContaining({ consumerId: blob.id, kind: "datastore", durationMs: 4_000 }),
+      ]);
+      expect(regenerated(commands)).toEqual(["key2", "key1"]);
+    });
+
+    it("fails, naming the datastore, when one found on the dead key cannot be healed", () => {
+      const { plan, blob } = typical();
+      const { execution } = drive(plan, {
+        respond: (command, ok) =>
+          named(command, "resync-after-key1") ||
+          (command.kind === "moveAndVerify" && command.stepId === "heal-to-key2")
+            ? withObservation(ok, blob.id, { heldFingerprint: plan.keys.key1.fingerprint })
+            : ok,
+      });
+      expect(execution.outcome).toBe("failed");
+      expect(execution.reason).toContain(
+        "could not be healed: workspaceblobstore: still not on key2",
+      );
     });
   });
 
