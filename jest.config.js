@@ -11,5 +11,12 @@ module.exports = {
   maxWorkers: 2,
   // The Functions worker injects @azure/functions-core; under Jest the local host's stand-in plays it.
   moduleNameMapper: { "^@azure/functions-core$": "<rootDir>/local/functions-core.ts" },
-  reporters: ["default", "<rootDir>/test/support/summary-reporter.js"],
+  // One root for every file the run writes (TMPDIR, removed files, process output) and a ledger of the
+  // keys the emulator issues; after the run, the secret scan reads them all and counts as one more test.
+  globalSetup: "<rootDir>/test/support/global-setup.js",
+  reporters: [
+    "<rootDir>/test/support/secret-scan-reporter.js",
+    "default",
+    "<rootDir>/test/support/summary-reporter.js",
+  ],
 };

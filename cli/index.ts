@@ -5,6 +5,7 @@ import {
   estateOption,
   portOption,
   runEmulator,
+  settingOption,
   type EmulatorCommandOptions,
 } from "./emulator";
 import { describeFailure } from "./errors";
@@ -41,8 +42,21 @@ export function buildProgram(
     .option("--estate <name>", ESTATE_OPTION_HELP, estateOption, "demo")
     .option("--port <n>", "HTTPS port for ARM, sign-in and the admin API (0: any free port)", portOption, 0)
     .option("--connection-file <path>", "write the endpoints and keyturn's sign-in as JSON to this file")
-    .option("--resync-policy <policy>", "which key a workspace resync picks: key1 or consumers", "key1")
+    .option(
+      "--resync-policy <policy>",
+      "which key a workspace resync picks: key1, consumers or keepIfLive",
+      "key1",
+    )
+    .option(
+      "--batch-sync-policy <policy>",
+      "which key a Batch auto-storage sync picks: key1, consumers or keepIfLive (default consumers)",
+    )
     .option("--latency <model>", "off or realistic", "off")
+    .option(
+      "--setting <name=value>",
+      "any emulator setting, as PATCH /_admin/settings takes it (repeatable), e.g. keyPropagationSeconds=10",
+      settingOption,
+    )
     .option("--consumer-jobs <ms>", "run the simulated consumer jobs every <ms> milliseconds", (v) =>
       portOption(v),
     )

@@ -5,7 +5,7 @@ import { regenerateStorageKey } from "./arm/storage";
 import type { FaultAction } from "./faults";
 import type { Emulator } from "./index";
 import { emptyThrottleCounts } from "./throttle";
-import type { EmulatorSettings } from "./context";
+import { RESYNC_POLICIES, type EmulatorSettings, type ResyncPolicy } from "./context";
 
 /**
  * The emulator's admin API (`/_admin`, loopback only, no auth): fault injection, settings,
@@ -202,16 +202,25 @@ export function adminRoutes(emulator: Emulator): Router {
   return router;
 }
 
-/** Validates every setting before changing any, so a bad request changes nothing. */
-function applySettings(current: EmulatorSettings, body: Record<string, unknown>): void {
+/** The longest delay the duration settings take: a year, in seconds. */
+export const MAX_SETTING_SECONDS = 365 * 86_400;
+
+/**
+ * The settings `body` makes of `current`, and what is wrong with it (each bad field and what is
+ * allowed; empty when all is well). `current` is not changed.
+ */
+export function mergeSettings(
+  current: EmulatorSettings,
+  body: Record<string, unknown>,
+): { settings: EmulatorSettings; problems: string[] } {
   const problems: string[] = [];
   const settings = { ...current };
   for (const [key, value] of Object.entries(body)) {
     switch (key) {
       case "resyncPolicy":
       case "batchSyncPolicy":
-        if (value === "key1" || value === "consumers") settings[key] = value;
-        else problems.push(`${key} must be 'key1' or 'consumers'`);
+        if (RESYNC_POLICIES.includes(value as ResyncPolicy)) settings[key] = value as ResyncPolicy;
+        else problems.push(`${key} must be 'key1', 'consumers' or 'keepIfLive'`);
         break;
       case "latency":
         if (value === "off" || value === "realistic") settings.latency = value;
@@ -219,19 +228,33 @@ function applySettings(current: EmulatorSettings, body: Record<string, unknown>)
         break;
       case "throttling":
       case "storageRpLimits":
+      case "resyncRewritesDefaultDatastores":
+      case "keyCreationTimeKnown":
         if (typeof value === "boolean") settings[key] = value;
         else problems.push(`${key} must be a boolean`);
         break;
       case "resyncPolls":
       case "lroRetryAfterSeconds":
       case "latencyScale":
-        if (typeof value === "number" && value >= 0) settings[key] = value;
+        if (typeof value === "number" && Number.isFinite(value) && value >= 0) settings[key] = value;
         else problems.push(`${key} must be a number >= 0`);
         break;
+      case "keyPropagationSeconds":
+      case "workspaceAutoSyncSeconds":
+      case "consumerKeyCacheSeconds":
+        if (typeof value === "number" && value >= 0 && value <= MAX_SETTING_SECONDS) settings[key] = value;
+        else problems.push(`${key} must be a number of seconds from 0 to ${MAX_SETTING_SECONDS}`);
+        break;
       default:
-        problems.push(`unknown setting '${key}'`);
+        problems.push(`unknown setting '${key}' (the settings are ${Object.keys(current).join(", ")})`);
     }
   }
+  return { settings, problems };
+}
+
+/** Validates every setting before changing any, so a bad request changes nothing. */
+function applySettings(current: EmulatorSettings, body: Record<string, unknown>): void {
+  const { settings, problems } = mergeSettings(current, body);
   if (problems.length > 0) throw new AzureError(400, "InvalidSettings", problems.join("; "));
   Object.assign(current, settings);
 }

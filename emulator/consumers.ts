@@ -34,6 +34,8 @@ export interface Outage {
   durationMs?: number;
   /** What change opened it (e.g. "regenerateKey key1"). */
   cause: string;
+  /** What closed it: a change (e.g. "resyncKeys"), or time ("key propagated", "consumer key cache expired"). */
+  resolvedBy?: string;
 }
 
 export interface ProbeFailure {
@@ -41,6 +43,8 @@ export interface ProbeFailure {
   name: string;
   at: string;
   status: number;
+  /** The refused key was one a job kept from before its consumer moved on (`consumerKeyCacheSeconds`). */
+  cached?: true;
 }
 
 /** Fingerprints shown by the emulator: SHA-256 prefixes, never values. */
@@ -127,48 +131,168 @@ export function heldKeyName(estate: Estate, holding: ConsumerHolding): KeyName |
   return account ? liveKeyName(account, holding.heldKey) : undefined;
 }
 
+/** A key a consumer's jobs still use after the consumer moved on (`consumerKeyCacheSeconds`). */
+export interface CachedKey {
+  value: string;
+  /** Epoch ms: the jobs use it until then. */
+  until: number;
+  /** The cache time it was kept for, for the outage's cause. */
+  seconds: number;
+}
+
+/** A consumer as the log last saw it: what it holds, and the keys its jobs still use from before. */
+interface ConsumerView {
+  holding: ConsumerHolding;
+  cached: CachedKey[];
+}
+
+/** Why a consumer cannot work at a moment: the key that fails, and whether it is a cached one. */
+interface Failing {
+  value: string;
+  cached?: CachedKey;
+  /** The key is one of its account's keys but has not propagated yet. */
+  propagating: boolean;
+}
+
 export class OutageLog {
   private readonly open = new Map<string, Outage>();
   readonly closed: Outage[] = [];
   readonly probeFailures: ProbeFailure[] = [];
+  /** Every consumer as of the last evaluation. */
+  private consumers = new Map<string, ConsumerView>();
+  /**
+   * Every key of an account that allows shared-key access, as of the last evaluation: its account
+   * (lower-cased id) and the epoch ms from which it works.
+   */
+  private keys = new Map<string, { accountKey: string; worksFrom: number }>();
+  private lastAt: number | undefined;
 
   constructor(
     private readonly estate: Estate,
     private readonly now: () => Date,
+    /** How long a consumer's jobs keep the key they read after the consumer moves on. */
+    private readonly cacheSeconds: () => number = () => 0,
   ) {}
 
-  /** Opens an outage for every consumer that now holds a dead key, closes those that recovered. */
+  /**
+   * Brings the log up to now: first the moments since the last evaluation at which a consumer got
+   * better by itself (a key propagated, a job's cached key expired), each at its exact time; then the
+   * estate as it is now, opening an outage for every consumer that now uses a key that does not work
+   * (dead, not yet propagated, or on an account without shared-key access), closing those that recovered.
+   */
   evaluate(cause: string): void {
-    const seen = new Set<string>();
-    const at = this.now();
+    const now = this.now().getTime();
+    if (this.lastAt !== undefined) {
+      for (const at of this.transitions(this.lastAt, now)) this.assess(at, undefined, this.healedAt(at));
+    }
+    this.snapshot(now);
+    this.assess(now, cause, cause);
+    this.lastAt = now;
+  }
+
+  /** The next moment (epoch ms) at which a consumer may get better by itself, if any. */
+  nextTransition(): number | undefined {
+    return this.lastAt === undefined ? undefined : this.transitions(this.lastAt, Infinity)[0];
+  }
+
+  /** The keys a consumer's jobs still use besides the one it holds (empty without a cache time). */
+  cachedKeys(consumerId: string): string[] {
+    const at = this.now().getTime();
+    return (this.consumers.get(consumerId)?.cached ?? []).filter((c) => c.until > at).map((c) => c.value);
+  }
+
+  /** Sorted distinct moments in (from, to] when a key starts to work or a cached key expires. */
+  private transitions(from: number, to: number): number[] {
+    const moments = new Set<number>();
+    const add = (t: number) => {
+      if (t > from && t <= to) moments.add(t);
+    };
+    for (const key of this.keys.values()) add(key.worksFrom);
+    for (const view of this.consumers.values()) for (const c of view.cached) add(c.until);
+    return [...moments].sort((a, b) => a - b);
+  }
+
+  /** What happens by itself at a transition moment, for the outages it closes. */
+  private healedAt(at: number): string {
+    const what: string[] = [];
+    if ([...this.keys.values()].some((k) => k.worksFrom === at)) what.push("key propagated");
+    if ([...this.consumers.values()].some((v) => v.cached.some((c) => c.until === at)))
+      what.push("consumer key cache expired");
+    return what.join(", ");
+  }
+
+  private snapshot(now: number): void {
+    const seconds = this.cacheSeconds();
+    const consumers = new Map<string, ConsumerView>();
     for (const holding of consumerHoldings(this.estate)) {
-      seen.add(holding.id);
-      const dead = heldKeyName(this.estate, holding) === undefined;
-      const current = this.open.get(holding.id);
-      if (dead && !current) {
-        this.open.set(holding.id, {
-          consumerId: holding.id,
-          kind: holding.kind,
-          name: holding.name,
-          storageAccountName: holding.storageAccountName,
-          heldKeyFingerprint: emulatorFingerprint(holding.heldKey),
-          start: at.toISOString(),
-          cause,
+      const prior = this.consumers.get(holding.id);
+      const cached = (prior?.cached ?? []).filter((c) => c.until > now);
+      if (prior && prior.holding.heldKey !== holding.heldKey && seconds > 0) {
+        cached.push({ value: prior.holding.heldKey, until: now + seconds * 1000, seconds });
+      }
+      consumers.set(holding.id, { holding, cached });
+    }
+    this.consumers = consumers;
+    this.keys.clear();
+    for (const account of this.estate.storageAccounts.values()) {
+      if (!account.allowSharedKeyAccess) continue;
+      for (const key of Object.values(account.keys)) {
+        this.keys.set(key.value, {
+          accountKey: resourceKey(account.id),
+          worksFrom: key.propagatedAt?.getTime() ?? -Infinity,
         });
-      } else if (!dead && current) {
-        this.close(current, at);
+      }
+    }
+  }
+
+  private failing(view: ConsumerView, at: number): Failing | undefined {
+    const check = (value: string, cached?: CachedKey): Failing | undefined => {
+      const key = this.keys.get(value);
+      const ofAccount = key?.accountKey === resourceKey(view.holding.storageAccountId);
+      if (ofAccount && key.worksFrom <= at) return undefined;
+      return { value, propagating: ofAccount, ...(cached ? { cached } : {}) };
+    };
+    return (
+      check(view.holding.heldKey) ??
+      view.cached
+        .filter((c) => c.until > at)
+        .reduce<Failing | undefined>((f, c) => f ?? check(c.value, c), undefined)
+    );
+  }
+
+  /**
+   * Opens and closes outages as of `at`; without a cause (a moment that only heals) it only closes.
+   * `resolvedBy` names what closes them.
+   */
+  private assess(at: number, cause: string | undefined, resolvedBy: string): void {
+    for (const [id, view] of this.consumers) {
+      const failing = this.failing(view, at);
+      const current = this.open.get(id);
+      if (failing && !current && cause !== undefined) {
+        this.open.set(id, {
+          consumerId: id,
+          kind: view.holding.kind,
+          name: view.holding.name,
+          storageAccountName: view.holding.storageAccountName,
+          heldKeyFingerprint: emulatorFingerprint(failing.value),
+          start: new Date(at).toISOString(),
+          cause: describeCause(cause, failing),
+        });
+      } else if (!failing && current) {
+        this.close(current, at, resolvedBy);
       }
     }
     // A consumer that disappeared (a datastore deleted) no longer holds anything.
-    for (const [id, outage] of this.open) if (!seen.has(id)) this.close(outage, at);
+    for (const [id, outage] of this.open) if (!this.consumers.has(id)) this.close(outage, at, resolvedBy);
   }
 
-  private close(outage: Outage, at: Date): void {
+  private close(outage: Outage, at: number, resolvedBy: string): void {
     this.open.delete(outage.consumerId);
     this.closed.push({
       ...outage,
-      end: at.toISOString(),
-      durationMs: at.getTime() - Date.parse(outage.start),
+      end: new Date(at).toISOString(),
+      durationMs: at - Date.parse(outage.start),
+      resolvedBy,
     });
   }
 
@@ -182,6 +306,15 @@ export class OutageLog {
     this.closed.length = 0;
     this.probeFailures.length = 0;
   }
+}
+
+/** The change that opened an outage, and why the key the consumer uses does not work when that is not plain. */
+function describeCause(cause: string, failing: Failing): string {
+  if (failing.cached) {
+    return `${cause}; consumer key cache (consumerKeyCacheSeconds ${failing.cached.seconds}): a job still uses the key it read before, until ${new Date(failing.cached.until).toISOString()}`;
+  }
+  if (failing.propagating) return `${cause}; the key it holds has not propagated yet (keyPropagationSeconds)`;
+  return cause;
 }
 
 /**
@@ -208,22 +341,23 @@ export class ConsumerJobs {
     this.timer.unref();
   }
 
+  /** Every consumer's jobs use the key it holds, and any key they still keep from before (`cached`). */
   async tick(): Promise<void> {
     for (const holding of consumerHoldings(this.estate)) {
       if (holding.container === "") continue;
-      const result = await this.dataPlane.probe(
-        holding.storageAccountName,
-        holding.heldKey,
-        holding.container,
-      );
-      this.probes++;
-      if (!result.ok && result.status === 403) {
-        this.log.probeFailures.push({
-          consumerId: holding.id,
-          name: holding.name,
-          at: this.now().toISOString(),
-          status: result.status,
-        });
+      const cached = this.log.cachedKeys(holding.id).filter((k) => k !== holding.heldKey);
+      for (const key of [holding.heldKey, ...new Set(cached)]) {
+        const result = await this.dataPlane.probe(holding.storageAccountName, key, holding.container);
+        this.probes++;
+        if (!result.ok && result.status === 403) {
+          this.log.probeFailures.push({
+            consumerId: holding.id,
+            name: holding.name,
+            at: this.now().toISOString(),
+            status: result.status,
+            ...(key === holding.heldKey ? {} : { cached: true }),
+          });
+        }
       }
     }
   }

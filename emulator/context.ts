@@ -8,8 +8,14 @@ import type { StorageRpKind } from "./throttle";
 export type ProviderName =
   "Microsoft.Storage" | "Microsoft.MachineLearningServices" | "Microsoft.Batch" | "subscriptions";
 
-/** Which storage key a service-chosen consumer (workspace resync, Batch auto-storage sync) picks. */
-export type ResyncPolicy = "key1" | "consumers";
+/**
+ * Which storage key a service-chosen consumer (workspace resync, Batch auto-storage sync) picks:
+ * always key1; the key most of the account's other consumers hold; or the key it holds while that
+ * key works (live and propagated), else key1.
+ */
+export type ResyncPolicy = "key1" | "consumers" | "keepIfLive";
+
+export const RESYNC_POLICIES: readonly ResyncPolicy[] = ["key1", "consumers", "keepIfLive"];
 
 export interface EmulatorSettings {
   resyncPolicy: ResyncPolicy;
@@ -32,6 +38,25 @@ export interface EmulatorSettings {
    * writes 10 per second and 1,200 per hour, reads 800 and lists 100 per 5 minutes.
    */
   storageRpLimits: boolean;
+  /**
+   * A workspace resync (and a workspace auto-sync) also writes the key it picked into the workspace's
+   * `workspaceblobstore` and `workspacefilestore` (AccountKey datastores on its own storage account).
+   */
+  resyncRewritesDefaultDatastores: boolean;
+  /**
+   * Seconds a regenerated key is refused by the data plane and by datastore validation after the
+   * regeneration (the old key dies at once; listKeys shows the new value at once).
+   */
+  keyPropagationSeconds: number;
+  /**
+   * 0: off. Else the seconds after a regeneration of a storage account's key at which every workspace
+   * on that account resyncs itself by its resync policy (Azure's "after an hour").
+   */
+  workspaceAutoSyncSeconds: number;
+  /** Seconds each simulated consumer job keeps using the key it read after its consumer moved on. */
+  consumerKeyCacheSeconds: number;
+  /** false: storage accounts show `keyCreationTime` as nulls and keys without creationTime (older accounts). */
+  keyCreationTimeKnown: boolean;
 }
 
 /** What route modules may use: the estate and the hooks that keep Azurite and the outage log true. */
@@ -54,6 +79,11 @@ export interface EmulatorContext {
   readonly regenerations: { account: string; key: "key1" | "key2"; at: string; outOfBand: boolean }[];
   /** A pending injected LRO failure for this operation name (e.g. "resyncKeys"), consumed if present. */
   takeLroFailure(operation: string): boolean;
+  /**
+   * Runs `task` after `delayMs` (a timer that keeps no process alive and is cleared when the emulator
+   * stops). A task that throws is reported on stderr and otherwise ignored.
+   */
+  schedule(delayMs: number, task: () => Promise<void>): void;
 }
 
 export interface ArmCall {

@@ -123,6 +123,7 @@ function addAccount(
     kind: "StorageV2",
     tags: {},
     isHnsEnabled: false,
+    allowSharedKeyAccess: true,
     keys: {
       key1: { value: newStorageKey(), creationTime: created },
       key2: { value: newStorageKey(), creationTime: created },
@@ -216,9 +217,10 @@ function shortId(): string {
 }
 
 /**
- * The demo estate: three workspaces in two resource groups, four storage accounts (one shared by
- * two workspaces, one ADLS Gen2), AccountKey datastores of every type, one SAS and one
- * identity-based datastore, a Batch account with auto-storage and a Key Vault that publishes a key.
+ * The demo estate: three workspaces in two resource groups, five storage accounts (one shared by
+ * two workspaces, one ADLS Gen2, one without shared-key access that only an identity-based datastore
+ * uses), AccountKey datastores of every type, one SAS and two identity-based datastores, a Batch
+ * account with auto-storage and a Key Vault that publishes a key.
  */
 function demoEstate(now: Date): Estate {
   const estate = emptyEstate();
@@ -231,6 +233,10 @@ function demoEstate(now: Date): Estate {
   const research = addAccount(estate, sub, "rg-ml-research", "stmlresearch", 45, now);
   const lake = addAccount(estate, sub, "rg-ml-research", "stmllake", 200, now, { isHnsEnabled: true });
   const batch = addAccount(estate, sub, "rg-ml-prod", "stmlbatch", 60, now);
+  // Entra ID only: its keys exist (ARM lists and regenerates them) but the data plane refuses them.
+  const governed = addAccount(estate, sub, "rg-ml-research", "stmlgoverned", 150, now, {
+    allowSharedKeyAccess: false,
+  });
 
   const train = addWorkspace(estate, sub, "rg-ml-prod", "mlw-train", shared);
   const score = addWorkspace(estate, sub, "rg-ml-prod", "mlw-score", shared);
@@ -246,6 +252,7 @@ function demoEstate(now: Date): Estate {
     secrets: { secretsType: "Sas", sasToken: "" },
   });
   addDatastore(train, "identity_scratch", "AzureBlob", research, "scratch", { credentialsType: "None" });
+  addDatastore(explore, "governed_features", "AzureBlob", governed, "features", { credentialsType: "None" });
 
   const batchId = batchAccountId(sub, "rg-ml-prod", "batchmltrain");
   estate.batchAccounts.set(resourceKey(batchId), {

@@ -1,12 +1,26 @@
 import { randomUUID } from "node:crypto";
 
+/**
+ * Where a request fault strikes: `before` (default) answers in place of the service, so nothing is
+ * written; `after` lets the service do its work (a key regenerated, a datastore written) and then
+ * loses the answer: the caller cannot tell whether its write happened.
+ */
+export type FaultWhen = "before" | "after";
+
 /** Fault injection rules, set through the admin API. Each rule fires `count` times, then is gone. */
 export type FaultAction =
-  | { type: "status"; status: number; code?: string; message?: string; retryAfterSeconds?: number }
+  | {
+      type: "status";
+      status: number;
+      code?: string;
+      message?: string;
+      retryAfterSeconds?: number;
+      when?: FaultWhen;
+    }
   /** Accept the request and never answer (the socket is closed after `seconds`, default 120). */
-  | { type: "timeout"; seconds?: number }
+  | { type: "timeout"; seconds?: number; when?: FaultWhen }
   /** Close the connection without an answer. */
-  | { type: "drop" }
+  | { type: "drop"; when?: FaultWhen }
   /** The next long-running operation of this name ends Failed. */
   | { type: "failLro" };
 
@@ -15,7 +29,12 @@ export interface FaultRule {
   /** Case-insensitive regular expression on the request path, e.g. "/datastores/workspaceblobstore$". */
   path?: string;
   method?: string;
-  /** Operation name as in the request log (e.g. "datastores.createOrUpdate", "resyncKeys"). */
+  /**
+   * Operation name as in the request log (e.g. "datastores.createOrUpdate", "resyncKeys"), or a family
+   * of them ("datastores" matches every "datastores.*"). Key Vault data-plane calls are
+   * "keyVault.getSecret", "keyVault.setSecret", "keyVault.listSecrets" and "keyVault.other"; only rules
+   * naming a "keyVault" operation reach the vaults, so an ARM rule never strikes them.
+   */
   operation?: string;
   action: FaultAction;
   count: number;
@@ -27,11 +46,17 @@ export interface FaultRequestInfo {
   operation?: string;
 }
 
+const VAULT_FAMILY = "keyvault";
+
 export class Faults {
   readonly rules: FaultRule[] = [];
 
   add(rule: Omit<FaultRule, "id" | "count"> & { count?: number }): FaultRule {
     if (rule.path !== undefined) new RegExp(rule.path, "i"); // reject a bad pattern now, not per request
+    const problem = actionProblem(rule.action);
+    if (problem) throw new Error(problem);
+    if (rule.count !== undefined && !(Number.isInteger(rule.count) && rule.count >= 1))
+      throw new Error("count must be an integer >= 1");
     const full: FaultRule = { ...rule, id: randomUUID(), count: rule.count ?? 1 };
     this.rules.push(full);
     return full;
@@ -41,15 +66,25 @@ export class Faults {
     this.rules.length = 0;
   }
 
-  /** The first matching request fault (not LRO failures), consumed once. */
+  /** The first matching ARM request fault (not LRO failures, not Key Vault rules), consumed once. */
   take(info: FaultRequestInfo): FaultAction | undefined {
-    return this.consume((r) => r.action.type !== "failLro" && matches(r, info));
+    return this.consume((r) => r.action.type !== "failLro" && !isVaultRule(r) && matches(r, info));
+  }
+
+  /** The first matching fault for a Key Vault data-plane call (`info.operation` "keyVault.*"), consumed once. */
+  takeVault(info: FaultRequestInfo): FaultAction | undefined {
+    return this.consume((r) => r.action.type !== "failLro" && isVaultRule(r) && matches(r, info));
   }
 
   takeLroFailure(operation: string): boolean {
     return (
       this.consume(
-        (r) => r.action.type === "failLro" && r.operation?.toLowerCase() === operation.toLowerCase(),
+        (r) =>
+          r.action.type === "failLro" &&
+          r.operation !== undefined &&
+          // The LRO is named "resyncKeys"; a rule may name its request, "workspaces.resyncKeys".
+          (sameOperation(r.operation, operation) ||
+            r.operation.toLowerCase().endsWith(`.${operation.toLowerCase()}`)),
       ) !== undefined
     );
   }
@@ -64,9 +99,60 @@ export class Faults {
   }
 }
 
+/** Whether a fault lets the service do its work first and loses the answer afterwards. */
+export function strikesAfter(action: FaultAction): boolean {
+  return action.type !== "failLro" && action.when === "after";
+}
+
+/** The Key Vault operation name of a secrets data-plane call, for fault rules. */
+export function vaultOperationOf(method: string, segments: string[]): string {
+  if (segments[0]?.toLowerCase() !== "secrets") return "keyVault.other";
+  if (method === "PUT") return "keyVault.setSecret";
+  if (method === "GET")
+    return segments.length === 1 || segments[2]?.toLowerCase() === "versions"
+      ? "keyVault.listSecrets"
+      : "keyVault.getSecret";
+  return "keyVault.other";
+}
+
+function isVaultRule(rule: FaultRule): boolean {
+  const operation = rule.operation?.toLowerCase();
+  return operation === VAULT_FAMILY || operation?.startsWith(`${VAULT_FAMILY}.`) === true;
+}
+
+/** A rule's operation names one operation, or with a family name ("datastores") every "datastores.*". */
+function sameOperation(rule: string, actual: string): boolean {
+  const r = rule.toLowerCase();
+  const a = actual.toLowerCase();
+  return a === r || a.startsWith(`${r}.`);
+}
+
 function matches(rule: FaultRule, info: FaultRequestInfo): boolean {
   if (rule.method && rule.method.toUpperCase() !== info.method) return false;
-  if (rule.operation && rule.operation.toLowerCase() !== info.operation?.toLowerCase()) return false;
+  if (rule.operation && (info.operation === undefined || !sameOperation(rule.operation, info.operation)))
+    return false;
   if (rule.path && !new RegExp(rule.path, "i").test(info.path)) return false;
   return true;
+}
+
+/** What is wrong with an action sent to the admin API, or undefined. */
+function actionProblem(action: FaultAction): string | undefined {
+  const when = (action as { when?: unknown }).when;
+  if (when !== undefined && when !== "before" && when !== "after")
+    return "action.when must be 'before' or 'after'";
+  switch (action.type) {
+    case "status":
+      return Number.isInteger(action.status) && action.status >= 400 && action.status <= 599
+        ? undefined
+        : "action.status must be an HTTP error status (400-599)";
+    case "timeout":
+      return action.seconds === undefined || (typeof action.seconds === "number" && action.seconds > 0)
+        ? undefined
+        : "action.seconds must be a number > 0";
+    case "drop":
+    case "failLro":
+      return undefined;
+    default:
+      return `unknown action.type '${String((action as { type?: unknown }).type)}': use status, timeout, drop or failLro`;
+  }
 }

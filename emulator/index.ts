@@ -19,10 +19,10 @@ import {
   type ThrottleCounts,
   type ThrottleSource,
 } from "./throttle";
-import { Faults, type FaultAction } from "./faults";
+import { Faults, strikesAfter, vaultOperationOf, type FaultAction } from "./faults";
 import { sampleLatencyMs } from "./latency";
 import { buildEstate, EMULATOR_TENANT_ID } from "./estates";
-import type { Estate, KeyVault } from "./model";
+import { keyWorks, newStorageKey, type Estate, type KeyVault } from "./model";
 import { startDataPlane, type DataPlane } from "./dataplane";
 import { ConsumerJobs, OutageLog } from "./consumers";
 import type { ArmRoute, EmulatorContext, EmulatorSettings, ProviderName } from "./context";
@@ -31,10 +31,11 @@ import { batchRoutes } from "./arm/batch";
 import { mlRoutes } from "./arm/ml";
 import { subscriptionRoutes } from "./arm/subscriptions";
 import { vaultHandler } from "./keyvault";
-import { adminRoutes } from "./admin";
+import { adminRoutes, mergeSettings } from "./admin";
 import { signSasDatastores } from "./sas";
 import { cloudMetadata, instanceDiscovery } from "./cloud";
 import { KEYTURN_ROLE_FILE } from "./paths";
+import { KeyLedger } from "./ledger";
 
 export { EMULATOR_TENANT_ID };
 export type { ThrottleCounts, ThrottleSource };
@@ -160,7 +161,15 @@ export const DEFAULT_SETTINGS: EmulatorSettings = {
   latencyScale: 1,
   throttling: true,
   storageRpLimits: true,
+  resyncRewritesDefaultDatastores: false,
+  keyPropagationSeconds: 0,
+  workspaceAutoSyncSeconds: 0,
+  consumerKeyCacheSeconds: 0,
+  keyCreationTimeKnown: true,
 };
+
+/** setTimeout's longest delay; a longer wait is made of several. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /**
  * The request log's capacity: a bench of a 300-account estate makes tens of thousands of calls, and
@@ -176,7 +185,7 @@ function appendBounded(log: RequestLogEntry[], entry: RequestLogEntry): void {
 export async function startEmulator(options: EmulatorOptions = {}): Promise<Emulator> {
   const now = () => new Date();
   const estate = buildEstate(options.estate ?? "demo", now());
-  const settings: EmulatorSettings = { ...DEFAULT_SETTINGS, ...options.settings };
+  const settings = settingsOf(options.settings);
   const tls = await makeCertificate();
   const dir = mkdtempSync(join(tmpdir(), "keyturn-emulator-"));
   const caCertFile = join(dir, "ca.pem");
@@ -196,13 +205,60 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
     });
   }
 
-  const dataPlane = await startDataPlane({ accounts: accountsOf(estate), tables: true, queues: true });
-  const outages = new OutageLog(estate, now);
+  const dataPlane = await startDataPlane({
+    accounts: dataPlaneAccounts(estate, now()),
+    tables: true,
+    queues: true,
+  });
+  const outages = new OutageLog(estate, now, () => settings.consumerKeyCacheSeconds);
   const faults = new Faults();
   const throttle = new ArmThrottle();
   const storageRpThrottle = new StorageRpThrottle();
   const requestLog: RequestLogEntry[] = [];
   const vaultLog: RequestLogEntry[] = [];
+
+  // Timed behaviour (key propagation, consumer key caches, workspace auto-sync): timers that keep no
+  // process alive, all cleared by stop(), which also waits for a task already running.
+  let stopped = false;
+  const timers = new Set<NodeJS.Timeout>();
+  const running = new Set<Promise<void>>();
+  const runTask = (task: () => Promise<void>): void => {
+    const run: Promise<void> = task()
+      .catch((e: unknown) => {
+        if (!stopped)
+          process.stderr.write(`keyturn emulator: a timed task failed: ${(e as Error)?.message}\n`);
+      })
+      .finally(() => running.delete(run));
+    running.add(run);
+  };
+  const schedule = (delayMs: number, task: () => Promise<void>): void => {
+    if (stopped) return;
+    const wait = Math.min(Math.max(0, delayMs), MAX_TIMER_MS);
+    const timer = setTimeout(() => {
+      timers.delete(timer);
+      if (stopped) return;
+      if (delayMs > wait) schedule(delayMs - wait, task);
+      else runTask(task);
+    }, wait);
+    timer.unref();
+    timers.add(timer);
+  };
+  /** One timer for the next moment a consumer may get better by itself, so the log closes its outage then. */
+  let wake: { at: number; timer: NodeJS.Timeout } | undefined;
+  const armWake = (): void => {
+    const next = outages.nextTransition();
+    if (stopped || next === undefined || (wake && wake.at <= next)) return;
+    if (wake) clearTimeout(wake.timer);
+    const timer = setTimeout(
+      () => {
+        wake = undefined;
+        if (!stopped) runTask(() => ctx.changed("a key propagated or a job's cached key expired"));
+      },
+      Math.min(Math.max(0, next - now().getTime()), MAX_TIMER_MS),
+    );
+    timer.unref();
+    wake = { at: next, timer };
+  };
 
   const ctx: EmulatorContext = {
     estate,
@@ -212,12 +268,15 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
     dataPlane,
     now,
     changed: async (reason) => {
-      await dataPlane.setAccounts(accountsOf(estate));
+      await dataPlane.setAccounts(dataPlaneAccounts(estate, now()));
       outages.evaluate(reason);
+      armWake();
     },
     takeLroFailure: (operation) => faults.takeLroFailure(operation),
+    schedule,
     regenerations: [],
-    issuedKeys: new Set(accountsOf(estate).flatMap((a) => [a.key1, a.key2])),
+    // A KeyLedger also appends each key's digest to KEYTURN_KEY_LEDGER when set (the whole-run secret scan).
+    issuedKeys: new KeyLedger(accountsOf(estate).flatMap((a) => [a.key1, a.key2])),
   };
   await prepareContainers(estate, dataPlane);
   await signSasDatastores(estate);
@@ -299,7 +358,7 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
         : undefined;
     const operation = route?.operation ?? "unknown";
     const fault = faults.take({ method: req.method, path, operation });
-    if (fault) {
+    if (fault && !strikesAfter(fault)) {
       // A fault fires before sign-in is checked (a dropped connection cares for no token), but the
       // log still names who received it when the token is good.
       meta.clientId = callerOf(req);
@@ -365,7 +424,14 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
       }
     }
     if (settings.latency === "realistic") await sleep(sampleLatencyMs(operation, settings.latencyScale));
-    return route.handler(req, params, { principal, subscriptionId: subscriptionId ?? "", scope });
+    const response = await route.handler(req, params, {
+      principal,
+      subscriptionId: subscriptionId ?? "",
+      scope,
+    });
+    // A fault that strikes after the work: the write happened, its answer is lost.
+    if (fault) return (await applyFault(fault, res, requestId)) ?? { status: 0 };
+    return response;
   }
 
   function callerOf(req: Request): string | undefined {
@@ -475,7 +541,7 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
 
   const vaultServers: Server[] = [];
   for (const vault of estate.vaults.values())
-    vaultServers.push(await startVault(ctx, vault, tls, () => origin, track, vaultLog));
+    vaultServers.push(await startVault(ctx, vault, tls, () => origin, track, vaultLog, faults));
 
   if (options.consumerJobsIntervalMs !== undefined) jobs.start(options.consumerJobsIntervalMs);
 
@@ -492,7 +558,12 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
   };
   outages.evaluate("start");
   emulator.stop = async () => {
+    stopped = true;
+    if (wake) clearTimeout(wake.timer);
+    for (const timer of timers) clearTimeout(timer);
+    timers.clear();
     await jobs.stop();
+    await Promise.allSettled([...running]);
     for (const socket of sockets) socket.destroy();
     await Promise.all([server, ...vaultServers].map((s) => new Promise<void>((r) => s.close(() => r()))));
     await dataPlane.stop();
@@ -501,12 +572,33 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
   return emulator;
 }
 
+/** The defaults with the given settings, checked as `PATCH /_admin/settings` checks them (undefined: the default). */
+function settingsOf(given: Partial<EmulatorSettings> = {}): EmulatorSettings {
+  const defined = Object.fromEntries(Object.entries(given).filter(([, v]) => v !== undefined));
+  const { settings, problems } = mergeSettings(DEFAULT_SETTINGS, defined);
+  if (problems.length > 0) throw new Error(`Invalid emulator settings: ${problems.join("; ")}.`);
+  return settings;
+}
+
 function accountsOf(estate: Estate) {
   return [...estate.storageAccounts.values()].map((a) => ({
     name: a.name,
     key1: a.keys.key1.value,
     key2: a.keys.key2.value,
   }));
+}
+
+/**
+ * The keys the data plane accepts now: a key that has not propagated yet, and both keys of an account
+ * without shared-key access, are replaced by a value nobody holds (made here, never issued), so they
+ * get 403 while the account stays served.
+ */
+function dataPlaneAccounts(estate: Estate, at: Date) {
+  return [...estate.storageAccounts.values()].map((a) => {
+    const accepted = (name: "key1" | "key2") =>
+      keyWorks(a, a.keys[name].value, at) ? a.keys[name].value : newStorageKey();
+    return { name: a.name, key1: accepted("key1"), key2: accepted("key2") };
+  });
 }
 
 /** Every datastore's container exists in Azurite, so a probe with a live key succeeds. */
@@ -675,6 +767,7 @@ async function startVault(
   origin: () => string,
   track: (s: Server) => Server,
   vaultLog: RequestLogEntry[],
+  faults: Faults,
 ): Promise<Server> {
   const handler = vaultHandler(ctx, vault, origin);
   const server = track(
@@ -682,14 +775,29 @@ async function startVault(
       const requestId = randomUUID();
       readRequest(incoming)
         .then(async (req) => {
-          const response = await handler(req).catch((e: unknown) =>
-            errorResponse(e instanceof AzureError ? e : internalError(e)),
-          );
+          // Fault rules naming a "keyVault.*" operation; the path is /{vault}/secrets/....
+          const fault = faults.takeVault({
+            method: req.method,
+            path: `/${vault.name}${req.url.pathname}`,
+            operation: vaultOperationOf(req.method, req.segments),
+          });
+          let response: Response;
+          if (fault && !strikesAfter(fault)) {
+            response = (await applyFault(fault, res, requestId)) ?? { status: 0 };
+          } else {
+            response = await handler(req).catch((e: unknown) =>
+              errorResponse(e instanceof AzureError ? e : internalError(e)),
+            );
+            // Struck after the work: the secret was written, its answer is lost.
+            if (fault) response = (await applyFault(fault, res, requestId)) ?? { status: 0 };
+          }
           logVaultCall(ctx, vault, req, response.status, vaultLog);
           return response;
         })
         .then(
-          (response) => send(res, response, requestId),
+          (response) => {
+            if (response.status !== 0) send(res, response, requestId); // 0: a fault handled the socket
+          },
           (e: unknown) => send(res, errorResponse(e instanceof AzureError ? e : internalError(e)), requestId),
         );
     }),

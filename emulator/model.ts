@@ -1,4 +1,5 @@
 import { randomBytes, randomUUID } from "node:crypto";
+import type { ResyncPolicy } from "./context";
 
 /**
  * The emulator's estate: the Azure resources keyturn touches, held in memory.
@@ -11,6 +12,11 @@ export type KeyName = "key1" | "key2";
 export interface StorageKey {
   value: string;
   creationTime: Date;
+  /**
+   * From when the data plane (and datastore validation) accepts the key: set on a regeneration
+   * under `keyPropagationSeconds`. Undefined: accepted since it was made.
+   */
+  propagatedAt?: Date;
 }
 
 export interface StorageAccount {
@@ -23,6 +29,8 @@ export interface StorageAccount {
   tags: Record<string, string>;
   isHnsEnabled: boolean;
   keyExpirationPeriodInDays?: number;
+  /** false: the data plane refuses both keys (Entra ID only); ARM still lists and regenerates them. */
+  allowSharedKeyAccess: boolean;
   keys: Record<KeyName, StorageKey>;
 }
 
@@ -159,6 +167,39 @@ export function liveKeyName(account: StorageAccount, value: string): KeyName | u
   if (account.keys.key1.value === value) return "key1";
   if (account.keys.key2.value === value) return "key2";
   return undefined;
+}
+
+/**
+ * Whether a key value works on the account's data plane at a moment: it is one of the account's two
+ * keys, it has propagated, and the account allows shared-key access.
+ */
+export function keyWorks(account: StorageAccount, value: string, at: Date): boolean {
+  const name = liveKeyName(account, value);
+  if (!name || !account.allowSharedKeyAccess) return false;
+  const from = account.keys[name].propagatedAt;
+  return from === undefined || from.getTime() <= at.getTime();
+}
+
+/**
+ * The key a service-chosen consumer (a workspace resync, a Batch auto-storage sync) takes under a
+ * policy: key1; the key most of the voters hold (a tie or none: key1); or the key it holds while that
+ * key works, else key1.
+ */
+export function serviceChosenKeyName(
+  account: StorageAccount,
+  policy: ResyncPolicy,
+  held: string,
+  votes: () => Iterable<string>,
+  at: Date,
+): KeyName {
+  if (policy === "key1") return "key1";
+  if (policy === "keepIfLive") return keyWorks(account, held, at) ? liveKeyName(account, held)! : "key1";
+  const count: Record<KeyName, number> = { key1: 0, key2: 0 };
+  for (const value of votes()) {
+    const name = liveKeyName(account, value);
+    if (name) count[name]++;
+  }
+  return count.key2 > count.key1 ? "key2" : "key1";
 }
 
 export function findStorageAccountByName(estate: Estate, name: string): StorageAccount | undefined {

@@ -123,7 +123,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): KeyturnConfig 
   let keyPropagationSeconds = DEFAULT_KEY_PROPAGATION_SECONDS;
   const propagationText = env[SETTING.keyPropagationSeconds]?.trim();
   if (propagationText) {
-    const seconds = Number(propagationText);
+    const seconds = /^\d+$/.test(propagationText) ? Number(propagationText) : Number.NaN;
     if (!Number.isInteger(seconds) || seconds < 0 || seconds > MAX_KEY_PROPAGATION_SECONDS) {
       problems.push(
         `${SETTING.keyPropagationSeconds} "${propagationText}" must be a whole number of seconds from 0 to ${MAX_KEY_PROPAGATION_SECONDS} (default ${DEFAULT_KEY_PROPAGATION_SECONDS})`,

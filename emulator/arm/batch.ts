@@ -1,8 +1,15 @@
 import { randomBytes } from "node:crypto";
 import { AzureError, isObject, jsonBody, type Request } from "../http";
-import { batchAccountId, resourceKey, type BatchAccount, type KeyName } from "../model";
+import {
+  batchAccountId,
+  resourceKey,
+  serviceChosenKeyName,
+  type BatchAccount,
+  type KeyName,
+  type StorageAccount,
+} from "../model";
 import type { EmulatorContext, RouteModule } from "../context";
-import { consumerHoldings, heldKeyName } from "../consumers";
+import { consumerHoldings } from "../consumers";
 import { filterByGroup, getResource, page } from "./common";
 
 const TYPE = "Microsoft.Batch/batchAccounts";
@@ -40,24 +47,24 @@ function batchBody(batch: BatchAccount): Record<string, unknown> {
 }
 
 /**
- * Which key a service-chosen consumer takes on a sync: key1 always, or the key most of the
- * account's other consumers hold (Microsoft does not document the choice, so both are modelled).
+ * Which key Batch takes on a sync, by `batchSyncPolicy` (Microsoft does not document the choice, so
+ * each plausible one is modelled): key1; the key most of the account's datastores and Key Vault
+ * readers hold; or the key auto-storage holds while it works, else key1.
  */
-export function serviceChosenKey(
-  ctx: EmulatorContext,
-  storageAccountIdValue: string,
-  excludeConsumerId: string,
-): KeyName {
-  if (ctx.settings.batchSyncPolicy === "key1") return "key1";
-  const votes = { key1: 0, key2: 0 };
-  for (const h of consumerHoldings(ctx.estate)) {
-    if (h.id === excludeConsumerId || resourceKey(h.storageAccountId) !== resourceKey(storageAccountIdValue))
-      continue;
-    if (h.kind !== "datastore" && h.kind !== "keyVaultReader") continue;
-    const name = heldKeyName(ctx.estate, h);
-    if (name) votes[name]++;
-  }
-  return votes.key2 > votes.key1 ? "key2" : "key1";
+export function batchSyncKey(ctx: EmulatorContext, batch: BatchAccount, account: StorageAccount): KeyName {
+  const votes = function* () {
+    for (const h of consumerHoldings(ctx.estate)) {
+      if (h.id === batch.id || resourceKey(h.storageAccountId) !== resourceKey(account.id)) continue;
+      if (h.kind === "datastore" || h.kind === "keyVaultReader") yield h.heldKey;
+    }
+  };
+  return serviceChosenKeyName(
+    account,
+    ctx.settings.batchSyncPolicy,
+    batch.autoStorage?.heldKey ?? "",
+    votes,
+    ctx.now(),
+  );
 }
 
 function parseBatchKeyName(req: Request): "primary" | "secondary" {
@@ -179,7 +186,7 @@ export const batchRoutes: RouteModule = (ctx) => {
             `The auto-storage account of '${batch.name}' was not found.`,
           );
         }
-        const pick = serviceChosenKey(ctx, account.id, batch.id);
+        const pick = batchSyncKey(ctx, batch, account);
         auto.heldKey = account.keys[pick].value;
         auto.lastKeySync = ctx.now();
         await ctx.changed(`syncAutoStorageKeys ${batch.name}`);

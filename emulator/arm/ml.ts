@@ -3,14 +3,15 @@ import type { ArmCall, ArmRoute, EmulatorContext, ResyncPolicy, RouteModule } fr
 import { AzureError, isObject, jsonBody, type Request, type Response } from "../http";
 import {
   findStorageAccountByName,
-  liveKeyName,
+  keyWorks,
   resourceKey,
+  serviceChosenKeyName,
   workspaceId,
   type Datastore,
   type DatastoreCredentials,
   type DatastoreType,
   type Estate,
-  type KeyName,
+  type StorageAccount,
   type Workspace,
 } from "../model";
 import { baseUrl, resourceNotFound } from "./common";
@@ -227,20 +228,21 @@ function workspaceList(req: Request, all: Workspace[], render: (ws: Workspace) =
 /**
  * The key a resync makes the workspace hold. Azure reads the account's current keys and does not
  * document which it picks: "key1" always takes key1; "consumers" takes the live key held by most
- * of the workspace's AccountKey datastores on its own storage account (a tie or none: key1).
+ * of the workspace's AccountKey datastores on its own storage account (a tie or none: key1);
+ * "keepIfLive" keeps the key the workspace holds while it works (live and propagated), else key1.
  */
-export function chooseResyncKey(estate: Estate, ws: Workspace, policy: ResyncPolicy): string | undefined {
+export function chooseResyncKey(
+  estate: Estate,
+  ws: Workspace,
+  policy: ResyncPolicy,
+  at: Date,
+): string | undefined {
   const account = estate.storageAccounts.get(resourceKey(ws.storageAccountId));
   if (!account) return undefined;
-  if (policy === "key1") return account.keys.key1.value;
-  const votes: Record<KeyName, number> = { key1: 0, key2: 0 };
-  for (const ds of ws.datastores.values()) {
-    if (ds.credentials.credentialsType !== "AccountKey") continue;
-    if (ds.accountName.toLowerCase() !== account.name.toLowerCase()) continue;
-    const name = liveKeyName(account, ds.credentials.secrets.key);
-    if (name) votes[name]++;
-  }
-  return votes.key2 > votes.key1 ? account.keys.key2.value : account.keys.key1.value;
+  const votes = function* () {
+    for (const ds of accountKeyDatastoresOn(ws, account)) yield ds.credentials.secrets.key;
+  };
+  return account.keys[serviceChosenKeyName(account, policy, ws.userStorageKey, votes, at)].value;
 }
 
 interface ResyncOperation {
@@ -440,7 +442,7 @@ export function parseDatastoreBody(body: unknown): DatastoreInput {
 }
 
 /** AML's validation of a new datastore: the account must exist and an account key must work. */
-function validateAgainstStorage(estate: Estate, input: DatastoreInput): Response | undefined {
+function validateAgainstStorage(estate: Estate, input: DatastoreInput, at: Date): Response | undefined {
   const account = findStorageAccountByName(estate, input.accountName);
   if (!account) {
     return userError(
@@ -448,9 +450,15 @@ function validateAgainstStorage(estate: Estate, input: DatastoreInput): Response
       "properties.accountName",
     );
   }
+  if (input.credentials.credentialsType === "AccountKey" && !account.allowSharedKeyAccess) {
+    return userError(
+      `Datastore validation failed: storage account '${account.name}' does not permit shared key access (403 KeyBasedAuthenticationNotPermitted). Use identity-based access (credentials None), or pass skipValidation=true.`,
+      "properties.credentials.credentialsType",
+    );
+  }
   if (
     input.credentials.credentialsType === "AccountKey" &&
-    !liveKeyName(account, input.credentials.secrets.key)
+    !keyWorks(account, input.credentials.secrets.key, at)
   ) {
     return userError(
       `Datastore validation failed: storage account '${account.name}' refused the account key (403 AuthenticationFailed). Check 'properties.credentials.secrets.key', or pass skipValidation=true.`,
@@ -540,12 +548,92 @@ export function pageOfDatastores(ws: Workspace, q: DatastoreQuery): { page: Data
 }
 
 // ---------------------------------------------------------------------------------------------
+// Changes the service makes by itself: a resync, and its effect on the default datastores
+
+type AccountKeyDatastore = Datastore & { credentials: { credentialsType: "AccountKey" } };
+
+/** The workspace's AccountKey datastores on this storage account. */
+function* accountKeyDatastoresOn(ws: Workspace, account: StorageAccount): Generator<AccountKeyDatastore> {
+  for (const ds of ws.datastores.values()) {
+    if (ds.credentials.credentialsType !== "AccountKey") continue;
+    if (ds.accountName.toLowerCase() !== account.name.toLowerCase()) continue;
+    yield ds as AccountKeyDatastore;
+  }
+}
+
+/** The default datastores a resync rewrites under `resyncRewritesDefaultDatastores`. */
+const DEFAULT_DATASTORE_NAMES = new Set(["workspaceblobstore", "workspacefilestore"]);
+
+/** Who systemData names for a change the service made itself (a resync rewriting a datastore). */
+const SERVICE_AUTHOR = { by: "Microsoft.MachineLearningServices", type: "Application" };
+
+/** Who created and last changed each datastore (seeded ones: the emulator). */
+const authorship = new WeakMap<Datastore, Authorship>();
+
+/**
+ * Records a change to a datastore: systemData.lastModifiedAt moves on every change, even two in one
+ * millisecond (keyturn compares it to find datastores changed during a grace without reading their
+ * secrets), and lastModifiedBy names who made it.
+ */
+function recordChange(ds: Datastore, existing: boolean, at: Date, who: { by: string; type: string }): void {
+  ds.lastModifiedAt = existing ? new Date(Math.max(at.getTime(), ds.lastModifiedAt.getTime() + 1)) : at;
+  const prior = authorship.get(ds) ?? (existing ? SEEDED : undefined);
+  authorship.set(ds, {
+    createdBy: prior?.createdBy ?? who.by,
+    createdByType: prior?.createdByType ?? who.type,
+    lastModifiedBy: who.by,
+    lastModifiedByType: who.type,
+  });
+}
+
+/**
+ * A workspace takes a key by its resync policy (a resyncKeys operation completing, or the workspace
+ * syncing itself): `userStorageKey`, and under `resyncRewritesDefaultDatastores` its default
+ * datastores on its own storage account too. False when its storage account is gone.
+ */
+export async function resyncWorkspace(ctx: EmulatorContext, ws: Workspace, cause: string): Promise<boolean> {
+  const account = ctx.estate.storageAccounts.get(resourceKey(ws.storageAccountId));
+  const key = chooseResyncKey(ctx.estate, ws, ctx.settings.resyncPolicy, ctx.now());
+  if (!account || key === undefined) return false;
+  ws.userStorageKey = key;
+  if (ctx.settings.resyncRewritesDefaultDatastores) {
+    for (const ds of accountKeyDatastoresOn(ws, account)) {
+      if (!DEFAULT_DATASTORE_NAMES.has(ds.name.toLowerCase())) continue;
+      ds.credentials.secrets.key = key;
+      recordChange(ds, true, ctx.now(), SERVICE_AUTHOR);
+    }
+  }
+  await ctx.changed(cause);
+  return true;
+}
+
+/**
+ * Under `workspaceAutoSyncSeconds`: that long after a key of the account was regenerated, every
+ * workspace on the account resyncs itself (Azure's "the workspace picks the new key up after about an
+ * hour"). Turning the setting off before then cancels it.
+ */
+export function scheduleWorkspaceAutoSync(
+  ctx: EmulatorContext,
+  account: StorageAccount,
+  after: string,
+): void {
+  const seconds = ctx.settings.workspaceAutoSyncSeconds;
+  if (seconds <= 0) return;
+  ctx.schedule(seconds * 1000, async () => {
+    if (ctx.settings.workspaceAutoSyncSeconds <= 0) return;
+    for (const ws of ctx.estate.workspaces.values()) {
+      if (resourceKey(ws.storageAccountId) !== resourceKey(account.id)) continue;
+      await resyncWorkspace(ctx, ws, `workspace auto-sync ${ws.name} (${seconds}s after ${after})`);
+    }
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
 // Routes
 
 export const mlRoutes: RouteModule = (ctx: EmulatorContext): ArmRoute[] => {
   const startedAt = ctx.now();
   const extrasByWorkspace = new WeakMap<Workspace, WorkspaceExtras>();
-  const authorship = new WeakMap<Datastore, Authorship>();
   const operations = new Map<string, ResyncOperation>();
 
   const extrasOf = (ws: Workspace): WorkspaceExtras => {
@@ -587,11 +675,8 @@ export const mlRoutes: RouteModule = (ctx: EmulatorContext): ArmRoute[] => {
       );
     const ws = ctx.estate.workspaces.get(op.workspaceKey);
     if (!ws) return lroFailure(op, "ResourceNotFound", "the workspace no longer exists.");
-    const key = chooseResyncKey(ctx.estate, ws, ctx.settings.resyncPolicy);
-    if (key === undefined)
+    if (!(await resyncWorkspace(ctx, ws, "resyncKeys")))
       return lroFailure(op, "InternalServerError", "the workspace's storage account could not be found.");
-    ws.userStorageKey = key;
-    await ctx.changed("resyncKeys");
     return { status: 200 };
   };
 
@@ -655,17 +740,13 @@ export const mlRoutes: RouteModule = (ctx: EmulatorContext): ArmRoute[] => {
       throw e;
     }
     if (req.query.get("skipvalidation")?.toLowerCase() !== "true") {
-      const rejected = validateAgainstStorage(ctx.estate, input);
+      const rejected = validateAgainstStorage(ctx.estate, input, ctx.now());
       if (rejected) return rejected;
     }
     const existing = ws.datastores.get(name.toLowerCase());
-    // Every PUT moves systemData.lastModifiedAt, even two in one millisecond: keyturn compares it
-    // to find datastores changed during a grace without reading their secrets.
-    const now = existing
-      ? new Date(Math.max(ctx.now().getTime(), existing.lastModifiedAt.getTime() + 1))
-      : ctx.now();
+    const now = ctx.now();
     const ds: Datastore = existing
-      ? Object.assign(existing, input, { lastModifiedAt: now })
+      ? Object.assign(existing, input)
       : {
           ...input,
           id: `${ws.id}/datastores/${name}`,
@@ -675,14 +756,7 @@ export const mlRoutes: RouteModule = (ctx: EmulatorContext): ArmRoute[] => {
           lastModifiedAt: now,
         };
     if (!existing) ws.datastores.set(name.toLowerCase(), ds);
-    const who = { by: call.principal.clientId, type: "Application" };
-    const prior = authorship.get(ds) ?? (existing ? SEEDED : undefined);
-    authorship.set(ds, {
-      createdBy: prior?.createdBy ?? who.by,
-      createdByType: prior?.createdByType ?? who.type,
-      lastModifiedBy: who.by,
-      lastModifiedByType: who.type,
-    });
+    recordChange(ds, existing !== undefined, now, { by: call.principal.clientId, type: "Application" });
     await ctx.changed("datastore PUT");
     return { status: existing ? 200 : 201, body: renderDatastore(ds) };
   };

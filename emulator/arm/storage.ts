@@ -2,6 +2,7 @@ import { AzureError, isObject, jsonBody, type Request } from "../http";
 import { newStorageKey, resourceKey, storageAccountId, type KeyName, type StorageAccount } from "../model";
 import type { EmulatorContext, RouteModule } from "../context";
 import { filterByGroup, getResource, page } from "./common";
+import { scheduleWorkspaceAutoSync } from "./ml";
 
 const TYPE = "Microsoft.Storage/storageAccounts";
 const ACCOUNT =
@@ -9,6 +10,8 @@ const ACCOUNT =
 
 export function storageAccountBody(ctx: EmulatorContext, account: StorageAccount): Record<string, unknown> {
   const blob = ctx.dataPlane.blobEndpoint(account.name);
+  // Older accounts never recorded when their keys were made: Azure shows nulls.
+  const known = ctx.settings.keyCreationTimeKnown;
   return {
     id: account.id,
     name: account.name,
@@ -21,8 +24,8 @@ export function storageAccountBody(ctx: EmulatorContext, account: StorageAccount
       provisioningState: "Succeeded",
       creationTime: account.keys.key1.creationTime.toISOString(),
       keyCreationTime: {
-        key1: account.keys.key1.creationTime.toISOString(),
-        key2: account.keys.key2.creationTime.toISOString(),
+        key1: known ? account.keys.key1.creationTime.toISOString() : null,
+        key2: known ? account.keys.key2.creationTime.toISOString() : null,
       },
       ...(account.keyExpirationPeriodInDays !== undefined
         ? { keyPolicy: { keyExpirationPeriodInDays: account.keyExpirationPeriodInDays } }
@@ -37,7 +40,7 @@ export function storageAccountBody(ctx: EmulatorContext, account: StorageAccount
       primaryLocation: account.location,
       statusOfPrimary: "available",
       isHnsEnabled: account.isHnsEnabled,
-      allowSharedKeyAccess: true,
+      allowSharedKeyAccess: account.allowSharedKeyAccess,
       minimumTlsVersion: "TLS1_2",
       supportsHttpsTrafficOnly: true,
       encryption: {
@@ -48,13 +51,16 @@ export function storageAccountBody(ctx: EmulatorContext, account: StorageAccount
   };
 }
 
-function keysBody(account: StorageAccount): { keys: unknown[] } {
+/** listKeys and regenerateKey: a new value shows at once, propagated or not (as in Azure). */
+function keysBody(ctx: EmulatorContext, account: StorageAccount): { keys: unknown[] } {
   return {
     keys: (["key1", "key2"] as const).map((keyName) => ({
       keyName,
       value: account.keys[keyName].value,
       permissions: "FULL",
-      creationTime: account.keys[keyName].creationTime.toISOString(),
+      ...(ctx.settings.keyCreationTimeKnown
+        ? { creationTime: account.keys[keyName].creationTime.toISOString() }
+        : {}),
     })),
   };
 }
@@ -80,14 +86,24 @@ function parseKeyName(req: Request): KeyName {
   return lower;
 }
 
-/** Regenerates one key (also used by the admin API to change a key behind keyturn's back). */
+/**
+ * Regenerates one key (also used by the admin API to change a key behind keyturn's back). The old
+ * value dies at once; under `keyPropagationSeconds` the new one works only that long after, and under
+ * `workspaceAutoSyncSeconds` the account's workspaces resync themselves that long after.
+ */
 export async function regenerateStorageKey(
   ctx: EmulatorContext,
   account: StorageAccount,
   keyName: KeyName,
   cause: string,
 ): Promise<void> {
-  account.keys[keyName] = { value: newStorageKey(), creationTime: ctx.now() };
+  const now = ctx.now();
+  const propagationMs = ctx.settings.keyPropagationSeconds * 1000;
+  account.keys[keyName] = {
+    value: newStorageKey(),
+    creationTime: now,
+    ...(propagationMs > 0 ? { propagatedAt: new Date(now.getTime() + propagationMs) } : {}),
+  };
   ctx.issuedKeys.add(account.keys[keyName].value);
   ctx.regenerations.push({
     account: account.name,
@@ -96,6 +112,7 @@ export async function regenerateStorageKey(
     outOfBand: cause.startsWith("out-of-band"),
   });
   await ctx.changed(cause);
+  scheduleWorkspaceAutoSync(ctx, account, cause);
 }
 
 /**
@@ -169,7 +186,7 @@ export const storageRoutes: RouteModule = (ctx) => {
       // Microsoft does not say whether the Storage RP counts listKeys as a read or a write: assume the worse.
       storageRp: { kind: "write", region: regionOf },
       operation: "storageAccounts.listKeys",
-      handler: (_req, p) => ({ status: 200, body: keysBody(find(p)) }),
+      handler: (_req, p) => ({ status: 200, body: keysBody(ctx, find(p)) }),
     },
     {
       method: "POST",
@@ -183,7 +200,7 @@ export const storageRoutes: RouteModule = (ctx) => {
         const account = find(p);
         const keyName = parseKeyName(req);
         await regenerateStorageKey(ctx, account, keyName, `regenerateKey ${account.name}/${keyName}`);
-        return { status: 200, body: keysBody(account) };
+        return { status: 200, body: keysBody(ctx, account) };
       },
     },
   ];

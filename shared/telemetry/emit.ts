@@ -144,9 +144,11 @@ export function emitRotationCompleted(
 /**
  * `KeyAgeDays` for the older of the account's keys, which is the one a keyPolicy expires first.
  * Keys without a recorded creation time (older than Azure's tracking of it) give no value rather
- * than a guess.
+ * than a guess, and neither do accounts with shared-key access disabled.
  */
 export function emitKeyAge(telemetry: Telemetry, account: StorageAccountSnapshot, now: Date): void {
+  // Shared-key access disabled: no key authorizes anything, so its age should not raise an alert.
+  if (account.sharedKeyAccessDisabled) return;
   let oldest: { key: KeyName; created: number } | undefined;
   for (const key of ["key1", "key2"] as const) {
     const created = Date.parse(account.keys[key].creationTime ?? "");

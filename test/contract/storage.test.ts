@@ -40,7 +40,7 @@ describe("Microsoft.Storage through @azure/arm-storage", () => {
   it("lists every storage account of the demo estate", async () => {
     const names: string[] = [];
     for await (const account of clients.storage.storageAccounts.list()) names.push(account.name!);
-    expect(names.sort()).toEqual(["stmlbatch", "stmllake", "stmlresearch", "stmlshared"]);
+    expect(names.sort()).toEqual(["stmlbatch", "stmlgoverned", "stmllake", "stmlresearch", "stmlshared"]);
   });
 
   it("reports key creation times, the key policy and the data-plane endpoint", async () => {

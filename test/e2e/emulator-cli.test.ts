@@ -75,7 +75,8 @@ describe("keyturn emulator, from the command line", () => {
       otherKeyStatus: number;
     };
     expect(result.workspaces).toBe(3);
-    expect(result.datastores).toHaveLength(12);
+    // 13: the keyless account's identity-based datastore (mlw-research/governed_features) included.
+    expect(result.datastores).toHaveLength(13);
     expect(result.datastores).toEqual(
       expect.arrayContaining([
         "mlw-train/workspaceblobstore",

@@ -92,7 +92,8 @@ export async function admin(
   return new Promise((resolve, reject) => {
     const req = request(
       url,
-      { method, ca: emulator.caCert, headers: { "content-type": "application/json" } },
+      // A fresh connection each time: a kept-alive one the server closed while a test waited hangs up.
+      { method, ca: emulator.caCert, headers: { "content-type": "application/json" }, agent: false },
       (res) => {
         let text = "";
         res.setEncoding("utf8");

@@ -35,3 +35,11 @@ export function regenerationCounts(emulator: Emulator): Record<string, { key1: n
   }
   return counts;
 }
+
+/** The demo estate's account with shared-key access disabled: reported as needing no rotation. */
+export const KEYLESS_ACCOUNT = "stmlgoverned";
+
+/** Accounts (or audit records) of the demo estate that a rotation rotates: all but the keyless one. */
+export function rotatable<T extends { name?: string; storageAccount?: string }>(items: readonly T[]): T[] {
+  return items.filter((a) => (a.name ?? a.storageAccount) !== KEYLESS_ACCOUNT);
+}

@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { LocalHost, ManualClock } from "../../local";
-import type { InstanceStatus, LocalHostHooks } from "../../local";
+import type { Clock, InstanceStatus, LocalHostHooks } from "../../local";
 import { startEmulator, type Emulator, type EmulatorOptions } from "../../emulator";
 import { ORCHESTRATOR, type RotateAllInput } from "../../shared/activities/contracts";
 import { scopeInstanceId, type RotationReport, type RotationScope } from "../../shared/rotation";
@@ -15,7 +15,8 @@ export const ENTRY = join(projectRoot(), "functions", "index.ts");
 export interface RotationRig {
   emulator: Emulator;
   host: LocalHost;
-  clock: ManualClock;
+  /** A ManualClock (grace periods and retry delays take no time) unless the rig was given a clock. */
+  clock: Clock;
   dir: string;
   /** Everything the functions and the host logged. */
   logs: string[];
@@ -34,7 +35,7 @@ export interface RotationRig {
 }
 
 export async function startRotationRig(
-  options: { emulator?: EmulatorOptions; hooks?: LocalHostHooks } = {},
+  options: { emulator?: EmulatorOptions; hooks?: LocalHostHooks; clock?: Clock } = {},
 ): Promise<RotationRig> {
   const emulator = await startEmulator(options.emulator ?? {});
   const dir = mkdtempSync(join(tmpdir(), "keyturn-rig-"));
@@ -45,7 +46,7 @@ export async function startRotationRig(
   process.env.KEYTURN_TELEMETRY_FILE = join(dir, "telemetry.jsonl");
   process.env.KEYTURN_AUDIT_FILE = join(dir, "audit.jsonl");
   resetActivityDeps();
-  const clock = new ManualClock(new Date());
+  const clock = options.clock ?? new ManualClock(new Date());
   const logs: string[] = [];
   const stateDir = join(dir, "state");
   const makeHost = (hooks?: LocalHostHooks) => {

@@ -249,10 +249,14 @@ describe("discovery of the demo estate", () => {
     const accounts = observe(await azure.storage.listAccounts(sub));
     expect(accounts.map((a) => a.name).sort()).toEqual([
       "stmlbatch",
+      "stmlgoverned",
       "stmllake",
       "stmlresearch",
       "stmlshared",
     ]);
+    // Shared-key access disabled: Azure refuses both keys, and keyturn reads that from the account.
+    expect(accounts.find((a) => a.name === "stmlgoverned")?.sharedKeyAccessDisabled).toBe(true);
+    expect(accounts.find((a) => a.name === "stmlshared")?.sharedKeyAccessDisabled).toBeUndefined();
     const shared = observe(await azure.storage.getAccount(accountId(PROD, "stmlshared")));
     expect(shared).toMatchObject({
       name: "stmlshared",

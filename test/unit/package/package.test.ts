@@ -226,7 +226,8 @@ describe("npm run package", () => {
     );
     expect(output).toEqual({
       runtimeStatus: "Completed",
-      outcomes: ["rotated"],
+      // The demo's keyless account (shared-key access disabled) is skipped as needing no rotation.
+      outcomes: ["rotated", "skipped"],
       ingested: expect.arrayContaining([
         "RotationStarted",
         "AccountRotated",

@@ -169,6 +169,12 @@ describe("emitKeyAge", () => {
     emitKeyAge(telemetry, snapshot(), now);
     expect(sink.items).toEqual([]);
   });
+
+  it("reports nothing for an account with shared-key access disabled: its keys authorize nothing", () => {
+    const { sink, telemetry } = setup();
+    emitKeyAge(telemetry, { ...snapshot("2025-01-01T00:00:00Z"), sharedKeyAccessDisabled: true }, now);
+    expect(sink.items).toEqual([]);
+  });
 });
 
 describe("emitHeartbeat", () => {
