@@ -1,3 +1,4 @@
+import { redact } from "./redact";
 /**
  * keyturn's own error types. They carry only what a person needs to act (which call, on which
  * resource, what to do) and never a key value (invariant I3): errors end up in Durable Functions
@@ -79,39 +80,8 @@ export class AzureCallError extends KeyturnError {
   }
 }
 
-export const REDACTED = "[redacted]";
-
-/**
- * Runs of standard base64 as long as a storage key: a second line of defence behind removing the values
- * a call knows. ARM ids and URLs break such runs at `-` and `.`, and `looksSecret` keeps words out.
- */
-const SECRET_SHAPED = /[A-Za-z0-9+/]{40,}={0,2}/g;
-
-function charClass(c: string): number {
-  return /[A-Z]/.test(c) ? 0 : /[a-z]/.test(c) ? 1 : /[0-9]/.test(c) ? 2 : 3;
-}
-
-/**
- * Random base64 changes character class (upper, lower, digit, symbol) at about two thirds of its
- * positions; words and paths rarely do. A third is several standard deviations below random even for
- * a 40-character run.
- */
-function looksSecret(run: string): boolean {
-  if (!/[A-Z]/.test(run) || !/[a-z]/.test(run) || !/[0-9]/.test(run)) return false;
-  let changes = 0;
-  for (let i = 1; i < run.length; i++) if (charClass(run[i]!) !== charClass(run[i - 1]!)) changes++;
-  return changes / run.length >= 0.35;
-}
-
-/** `text` with every known secret and anything shaped like a key replaced by `[redacted]`. */
-export function redact(text: string, secrets: readonly (string | undefined)[] = []): string {
-  let out = text;
-  for (const secret of secrets) {
-    // Very short values would redact ordinary words; keys and secrets keyturn handles are long.
-    if (secret !== undefined && secret.length >= 8) out = out.split(secret).join(REDACTED);
-  }
-  return out.replace(SECRET_SHAPED, (run) => (looksSecret(run) ? REDACTED : run));
-}
+// One redaction engine for errors, output and telemetry (./redact).
+export { REDACTED, redact } from "./redact";
 
 /**
  * An error safe to throw past an adapter: keyturn's own errors with clean messages pass through; anything

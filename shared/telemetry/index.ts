@@ -1,5 +1,5 @@
 export * from "./events";
-export * from "./redact";
+export * from "../redact";
 export * from "./telemetry";
 export * from "./sinks";
 export * from "./emit";

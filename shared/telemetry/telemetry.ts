@@ -1,8 +1,8 @@
 import { createHash } from "node:crypto";
 import type { EventMeasurements, EventName, EventProperties, MetricName, MetricProperties } from "./events";
 import { Prop } from "./events";
-import type { PropertyInput } from "./redact";
-import { redactMeasurements, redactProperties, redactText } from "./redact";
+import type { PropertyInput } from "../redact";
+import { redactMeasurements, redactProperties, redactText } from "../redact";
 
 export type Severity = "verbose" | "information" | "warning" | "error" | "critical";
 

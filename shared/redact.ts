@@ -1,6 +1,8 @@
 /**
- * The one place where telemetry is scrubbed of key material (invariant I3). Every item passes
- * through `redactItem` before any sink sees it, so a sink cannot leak what it never receives.
+ * The one redaction engine (invariant I3): errors, CLI output and telemetry all pass through it.
+ * Telemetry items pass through `redactProperties` before any sink sees them, so a sink cannot leak
+ * what it never receives; errors and output pass through `redact`, which first removes the secrets
+ * the caller knows in every encoding they travel in.
  *
  * Two kinds of rules:
  * - by property name: a property called like a secret (`clientSecret`, `accountKey`, a Key Vault
@@ -65,7 +67,7 @@ type Rule = [pattern: RegExp, replacement: string];
 
 /** JSON fields that hold keys or secrets in the responses keyturn handles (ARM, Batch, ML, Key Vault, Entra). */
 const JSON_SECRET_FIELDS =
-  "value|key|keys|primary|secondary|userStorageKey|accountKey|clientSecret|client_secret|password|secret|" +
+  "value|primary|secondary|userStorageKey|accountKey|clientSecret|client_secret|password|secret|" +
   "access_token|refresh_token|id_token|accessToken|refreshToken|sasToken|connectionString|signature";
 
 // Order matters: specific shapes first, so that the generic base64 rule finds nothing left to do and
@@ -96,6 +98,9 @@ const RULES: Rule[] = [
     new RegExp(`(["'](?:${JSON_SECRET_FIELDS})["']\\s*:\\s*)("(?:[^"\\\\]|\\\\.)*"|'[^']*')`, "gi"),
     `$1"${REDACTED}"`,
   ],
+  // `key` holds a key in SDK bodies and a key's name in keyturn's reports (`"key": "key1"`): only a
+  // value long enough to be key material goes.
+  [/(["']keys?["']\s*:\s*)("(?:[^"\\]|\\.){16,}"|'[^']{16,}')/gi, `$1"${REDACTED}"`],
 ];
 
 /** Runs of base64 (standard or URL-safe, possibly %-encoded) long enough to be a key or a signature. */
@@ -171,4 +176,44 @@ export function redactMeasurements(
     out[redactText(name)] = value;
   }
   return out;
+}
+
+/**
+ * Every form a known secret travels in: as is, without its base64 padding, URL-encoded (once or twice,
+ * as a SAS inside a URL inside a query is), as base64url and JSON-escaped. Longest first, so a form
+ * is replaced whole before a shorter one inside it.
+ */
+export function encodingsOf(secret: string): string[] {
+  const bare = secret.replace(/=+$/, "");
+  const url = (s: string) => s.replace(/\+/g, "-").replace(/\//g, "_");
+  const forms = [
+    secret,
+    bare,
+    encodeURIComponent(secret),
+    encodeURIComponent(encodeURIComponent(secret)),
+    url(secret),
+    url(bare),
+    secret.replace(/\//g, "\\/"),
+  ];
+  return [...new Set(forms)].sort((a, b) => b.length - a.length);
+}
+
+function escapeRegExp(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+}
+
+/**
+ * `text` without the given secrets, in any encoding (percent-escapes in either case), then without
+ * anything else that looks like key material.
+ */
+export function redact(text: string, secrets: readonly (string | undefined)[] = []): string {
+  let out = text;
+  for (const secret of secrets) {
+    // Very short values would redact ordinary words; keys and secrets keyturn handles are long.
+    if (secret === undefined || secret.length < 8) continue;
+    for (const form of encodingsOf(secret)) {
+      out = out.replace(new RegExp(escapeRegExp(form), form.includes("%") ? "gi" : "g"), REDACTED);
+    }
+  }
+  return redactText(out);
 }
