@@ -668,6 +668,18 @@ function finish(
   reason?: string,
 ): { state: AccountState; command: Command } {
   const { plan } = state;
+  // A window still open when the rotation stops is an outage that goes on: report how long so far.
+  for (const c of state.inWindow) {
+    state.outages.push({
+      consumerId: c.consumerId,
+      name: c.name,
+      kind: c.kind,
+      durationMs: now - state.windowStart,
+      reason: `${c.reason}; still open when keyturn stopped: it holds a dead key until it is resynced`,
+      ...(c.possible ? { possible: true as const } : {}),
+    });
+  }
+  state.inWindow = [];
   const keys = {
     key1: { ...plan.keys.key1, fingerprint: state.keys.key1 },
     key2: { ...plan.keys.key2, fingerprint: state.keys.key2 },

@@ -481,9 +481,7 @@ describe("the account state machine", () => {
             : ok,
       });
       expect(execution.outcome).toBe("failed");
-      expect(execution.reason).toContain(
-        "could not be healed: workspaceblobstore: still not on key2",
-      );
+      expect(execution.reason).toContain("could not be healed: workspaceblobstore: still not on key2");
     });
   });
 
@@ -504,6 +502,27 @@ describe("the account state machine", () => {
       expect(execution.outcome).toBe("rotated");
       expect(measured(execution)).toEqual([
         { consumerId: ws.id, name: "mlw-one", kind: "workspace", durationMs: 42_000, reason: heldKey },
+      ]);
+    });
+
+    it("reports a window still open when the resync after the regeneration fails, with how long it lasted so far", () => {
+      const { plan, ws } = typical();
+      const { execution } = drive(plan, {
+        respond: (command, ok, script) =>
+          named(command, "move-to-key2")
+            ? withObservation(ok, ws.id, { heldFingerprint: script.keys.key1 })
+            : named(command, "resync-after-key1")
+              ? withMoveError(ok, ws.id, "resyncKeys ended Failed")
+              : ok,
+        took: (command) => (named(command, "resync-after-key1") ? 7_000 : 1000),
+      });
+      expect(execution.outcome).toBe("failed");
+      expect(measured(execution)).toEqual([
+        expect.objectContaining({
+          consumerId: ws.id,
+          durationMs: 7_000,
+          reason: expect.stringContaining("still open when keyturn stopped") as string,
+        }),
       ]);
     });
 
