@@ -8,7 +8,7 @@ import {
   type RegenerationDecision,
   type VerificationProblem,
 } from "./guards";
-import { isServiceChosen, type KeyName } from "./model";
+import { isServiceChosen, isVoting, type KeyName } from "./model";
 import type {
   AccountPlan,
   ConsumerCheck,
@@ -397,6 +397,24 @@ function applyMoveAndVerify(state: AccountState, out: MoveAndVerifyResult, now: 
   }
   Object.assign(state.verified, out.verified);
   const verdict = evaluateVerification(verify, out.observations, out.current, state.learned);
+  // After the old active key died, a consumer keyturn moved and verified on the new key before the grace,
+  // and could not read again now (Key Vault down, a 5xx), is not broken by that: it is reported as not
+  // re-checked, not as a failure.
+  if (verify.phase === "retireActive") {
+    const unreadable = verdict.failures.filter((f) => {
+      const seen = out.observations.find((o) => o.consumerId === f.consumerId);
+      const before = state.consumerActions[f.consumerId]?.action;
+      return seen?.error !== undefined && isVoting(f.kind) && (before === "updated" || before === "verified");
+    });
+    for (const f of unreadable) {
+      state.consumerActions[f.consumerId] = {
+        action: state.consumerActions[f.consumerId]!.action,
+        reason: `verified on ${verify.on.key} before the grace; not re-checked after the old active key was regenerated: ${f.reason}`,
+      };
+    }
+    verdict.failures = verdict.failures.filter((f) => !unreadable.includes(f));
+    verdict.ok = verdict.failures.length === 0;
+  }
   for (const failure of verdict.failures)
     state.consumerActions[failure.consumerId] = { action: "skipped", reason: failure.reason };
   for (const id of verdict.gone)

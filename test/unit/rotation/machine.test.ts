@@ -448,6 +448,24 @@ describe("the account state machine", () => {
       });
     });
 
+    it("does not fail a Key Vault secret it verified before the grace and cannot read again afterwards", () => {
+      const { plan, conn } = typical();
+      const { execution } = drive(plan, {
+        respond: (command, ok) =>
+          named(command, "resync-after-key1")
+            ? withObservation(ok, conn.id, {
+                error: "secrets.getSecret failed (503): the vault is unavailable",
+              })
+            : ok,
+      });
+      expect(execution.outcome).toBe("rotated");
+      expect(execution.consumerActions?.[conn.id]).toEqual({
+        action: "updated",
+        reason:
+          "verified on key2 before the grace; not re-checked after the old active key was regenerated: secrets.getSecret failed (503): the vault is unavailable",
+      });
+    });
+
     it("heals at once a datastore found on the dead key after the old active key was regenerated, and reports its window", () => {
       const { plan, blob } = typical();
       const { commands, execution } = drive(plan, {
