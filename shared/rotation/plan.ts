@@ -136,6 +136,12 @@ export interface AccountPlan {
   notes: ConsumerNote[];
   /** Policy remarks worth reporting, such as a forced rotation of a young key. */
   policyNotes: string[];
+  /**
+   * Set when policy says no new rotation (the keys are too young) but consumers are broken or split:
+   * the plan only moves them to the active key, regenerates nothing, and the account is reported as
+   * skipped for this reason, with the consumers it healed.
+   */
+  heal?: { code: PolicySkipCode; reason: string };
 }
 
 export type AccountPlanResult =
@@ -171,6 +177,10 @@ export function planAccount(node: AccountNode, options: PlanOptions): AccountPla
   const consumers = node.consumers.map(consumerRef);
   const decision = decideActiveKey(account, node.consumers);
   const verdict = evaluateAccountPolicy(node, decision.activeKey, options);
+  // A rerun heals whatever the key age: the policy decides only whether to start a fresh rotation.
+  const heal =
+    !verdict.rotate && verdict.code === "too-young" ? buildHealPlan(node, decision, verdict) : undefined;
+  if (heal) return { action: "rotate", plan: heal };
   if (!verdict.rotate) {
     return {
       action: "skip",
@@ -206,6 +216,70 @@ export function cacheWarnings(consumers: readonly Consumer[], graceSeconds: numb
       `the grace (${formatDuration(graceSeconds)}) is shorter than the ${formatDuration(cache.seconds)} ${count === 1 ? "a" : count} ${kind} consumer${count === 1 ? "" : "s"} may keep the old key: ${cache.why}`,
     ];
   });
+}
+
+/**
+ * Moves broken consumers (on a key the account no longer has) and voters on the standby key to the
+ * active key, and resyncs services holding a dead key: nothing is regenerated, so nothing needs a
+ * grace. Undefined when there is nothing to heal.
+ */
+export function buildHealPlan(
+  node: AccountNode,
+  decision: KeyDecision,
+  skip: { code: PolicySkipCode; reason: string },
+): AccountPlan | undefined {
+  const { account } = node;
+  const broken = new Set(decision.broken);
+  const normalizing = new Set(decision.normalize);
+  const voters = node.consumers.filter(
+    (c) => isVoting(c.kind) && (broken.has(c.id) || normalizing.has(c.id)),
+  );
+  const followers = node.consumers.filter((c) => isServiceChosen(c.kind) && broken.has(c.id));
+  if (voters.length === 0 && followers.length === 0) return undefined;
+  const active: KeyTarget = {
+    key: decision.activeKey,
+    source: "snapshot",
+    fingerprint: account.keys[decision.activeKey].fingerprint,
+  };
+  const steps: PlanStep[] = [];
+  const add = (id: string, consumers: Consumer[]) =>
+    steps.push(
+      {
+        id: `${id}-to-${decision.activeKey}`,
+        phase: "normalize",
+        kind: "moveConsumers",
+        to: active,
+        moves: consumers.map((consumer) => ({
+          consumer,
+          operation: operationFor(consumer.kind),
+          heals: true,
+        })),
+      },
+      {
+        id: `verify-${id}-${decision.activeKey}`,
+        phase: "normalize",
+        kind: "verifyConsumers",
+        on: active,
+        checks: consumers.map((consumer) => ({ consumer, expect: checkFor(consumer.kind) })),
+      },
+    );
+  if (voters.length > 0) add("heal", voters);
+  if (followers.length > 0) add("resync-heal", followers);
+  return {
+    account: accountRef(account),
+    keys: account.keys,
+    activeKey: decision.activeKey,
+    standbyKey: decision.standbyKey,
+    decision,
+    graceSeconds: 0,
+    steps,
+    consumers: node.consumers.map(consumerRef),
+    notes: node.consumers
+      .filter((c) => isReportOnly(c.kind))
+      .map((c) => noteFor(c, decision.activeKey, decision.standbyKey)),
+    policyNotes: [],
+    heal: { code: skip.code, reason: skip.reason },
+  };
 }
 
 /**
@@ -408,6 +482,10 @@ export function planViolations(plan: AccountPlan): string[] {
   for (const step of plan.steps) {
     if (ids.has(step.id)) problems.push(`step id ${step.id} is used twice`);
     ids.add(step.id);
+  }
+  if (plan.heal) {
+    if (plan.steps.some((s) => s.kind === "regenerateKey")) problems.push("a heal plan regenerates a key");
+    return problems;
   }
   const regenerations = plan.steps
     .map((step, index) => ({ step, index }))

@@ -159,6 +159,23 @@ export function accountReport(result: AccountPlanResult, execution?: AccountExec
   });
   consumers.push(...found);
   const notes = [...plan.policyNotes, plan.decision.why];
+  if (plan.heal && outcome === "rotated") {
+    const healed = consumers.filter((c) => c.action === "healed").map((c) => c.name);
+    return {
+      ...header(plan.account),
+      outcome: "skipped",
+      skipCode: plan.heal.code,
+      reason: `${plan.heal.reason}; healed without a new rotation: ${healed.join(", ")} moved to ${plan.activeKey}`,
+      activeKeyBefore: keyState(plan.keys, plan.activeKey),
+      consumers,
+      graceSeconds: 0,
+      durationMs: execution?.durationMs ?? 0,
+      armCalls: execution?.armCalls ?? 0,
+      outages: execution?.outages ?? [],
+      keysRegenerated: [],
+      notes,
+    };
+  }
   return {
     ...header(plan.account),
     outcome,

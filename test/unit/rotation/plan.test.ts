@@ -209,6 +209,85 @@ describe("planAccount", () => {
     ]);
   });
 
+  describe("a rerun while the keys are too young to rotate", () => {
+    const young = () => account("styoung", { key1Created: "2025-05-31T00:00:00Z" });
+
+    it("heals consumers on a dead key or on the standby key, and services holding a dead key, regenerating nothing", () => {
+      const st = young();
+      const n = node(
+        st,
+        datastore(st, "fine", "key1"),
+        datastore(st, "dead", "dead"),
+        datastore(st, "split", "key2"),
+        workspace(st, "mlw-one", "dead"),
+      );
+      const result = planAccount(n, DEFAULT_PLAN_OPTIONS);
+      if (result.action !== "rotate") throw new Error(`expected a heal plan, got ${result.action}`);
+      const plan = result.plan;
+      expect(plan.heal).toEqual({
+        code: "too-young",
+        reason: "the active key key1 is 1 day old (minimum 20); force to rotate anyway",
+      });
+      expect(stepIds(plan)).toEqual([
+        "heal-to-key1",
+        "verify-heal-key1",
+        "resync-heal-to-key1",
+        "verify-resync-heal-key1",
+      ]);
+      expect(regenerations(plan)).toEqual([]);
+      const moved = plan.steps.flatMap((s) =>
+        s.kind === "moveConsumers" ? s.moves.map((m) => m.consumer.name) : [],
+      );
+      expect(moved).toEqual(["dead", "split", "mlw-one"]);
+      expect(planViolations(plan)).toEqual([]);
+    });
+
+    it("skips as before when every consumer holds the active key", () => {
+      const st = young();
+      expect(planAccount(node(st, datastore(st, "fine"), workspace(st)), DEFAULT_PLAN_OPTIONS)).toMatchObject(
+        {
+          action: "skip",
+          code: "too-young",
+        },
+      );
+    });
+
+    it("does not heal an account its owner opted out", () => {
+      const st = account("stskip", { key1Created: "2025-05-31T00:00:00Z", tags: { "keyturn:skip": "true" } });
+      expect(planAccount(node(st, datastore(st, "dead", "dead")), DEFAULT_PLAN_OPTIONS)).toMatchObject({
+        action: "skip",
+        code: "opted-out",
+      });
+    });
+  });
+
+  it("needs no rotation for an account with shared-key access disabled, whatever holds its keys", () => {
+    const st = {
+      ...account("stnokeys", { tags: { "keyturn:skip": "true" } }),
+      sharedKeyAccessDisabled: true as const,
+    };
+    expect(
+      planAccount(node(st, datastore(st, "ds")), { ...DEFAULT_PLAN_OPTIONS, force: true }),
+    ).toMatchObject({
+      action: "skip",
+      code: "shared-key-disabled",
+      reason: expect.stringContaining("allowSharedKeyAccess: false") as string,
+    });
+  });
+
+  it("warns when the grace is shorter than the key caching known for a consumer kind", () => {
+    const st = account();
+    const plan = planFor(node(st, workspace(st), secret(st, "a"), secret(st, "b"), datastore(st, "ds")), {
+      graceSeconds: 30,
+    });
+    expect(plan.policyNotes).toEqual([
+      "the grace (30s) is shorter than the 1h a workspace consumer may keep the old key: a workspace takes a new key by itself only after about an hour, and its jobs keep the key they started with",
+      "the grace (30s) is shorter than the 24h 2 keyVaultSecret consumers may keep the old key: App Service and Functions Key Vault references refresh every 24 hours",
+    ]);
+    const long = planFor(node(st, workspace(st), secret(st, "a")), { graceSeconds: 86_400 });
+    expect(long.policyNotes).toEqual([]);
+  });
+
   it("fails an account whose two keys have the same fingerprint", () => {
     const st = account();
     const same = { ...st, keys: { key1: st.keys.key1, key2: st.keys.key1 } };
