@@ -17,7 +17,8 @@ import { mapLimit } from "../concurrency";
 import type { KeyReader } from "../azure/storage";
 import type { DatastoreInfo } from "../azure/datastores";
 import type { KeyturnConfig } from "../config";
-import { KeyturnError, scrubError } from "../errors";
+import { AzureCallError, KeyturnError, scrubError } from "../errors";
+import { armTimeoutMs } from "../azure/pacing";
 import { countArmCalls, unreadSnapshot, type Azure } from "../azure";
 import type { AuditStore } from "../audit";
 import type {
@@ -48,6 +49,8 @@ export interface ActivityDeps {
   azure: Azure;
   config: KeyturnConfig;
   audit: AuditStore;
+  /** How long a lost ARM request may still land (default: KEYTURN_ARM_TIMEOUT_SECONDS). */
+  armTimeoutMs?: () => number;
 }
 
 /** Thrown when a key no longer has the fingerprint the plan expects: something outside keyturn changed it. */
@@ -235,7 +238,7 @@ export async function regenerateKey(
           ...(regeneratedAt !== undefined ? { regeneratedAt } : {}),
         };
     }
-    const keys = await storage.regenerate(accountId, expect.key, salt, awaitLive);
+    const keys = await regenerateOnce(deps, input, awaitLive);
     let creationTimes = timesOf(keys);
     // The next guard is a read only if the new key's creation time is known.
     if (creationTimes[expect.key] === undefined)
@@ -248,6 +251,49 @@ export async function regenerateKey(
       ...(regeneratedAt !== undefined ? { regeneratedAt } : {}),
     };
   });
+}
+
+/** Tries of one regeneration whose earlier tries are known not to have landed. */
+const REGENERATE_TRIES = 4;
+
+/**
+ * Regenerates `expect.key` exactly once. A try that ends without an answer or with a 5xx may still land:
+ * wait until it no longer can (the ARM deadline), then ask Azure. Landed: done. Not landed: try again,
+ * which is safe now. Anything else (the key consumers hold changed) is thrown for the guard to judge.
+ */
+async function regenerateOnce(
+  deps: ActivityDeps,
+  input: RegenerateKeyInput,
+  awaitLive: (value: string) => Promise<void>,
+): Promise<Record<KeyName, KeySnapshot>> {
+  const { accountId, expect, keep, salt } = input;
+  const storage = deps.azure.storage;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await storage.regenerate(accountId, expect.key, salt, awaitLive);
+    } catch (e) {
+      if (!outcomeUnknown(e)) throw e;
+      await sleep(deps.armTimeoutMs?.() ?? armTimeoutMs());
+      const current = await storage.fingerprints(accountId, salt);
+      if (current[keep.key] !== keep.fingerprint) throw e;
+      if (current[expect.key] !== expect.fingerprint) {
+        // It landed: the key is new and the one consumers hold is unchanged.
+        await storage.withKey(accountId, expect.key, awaitLive);
+        return { key1: { fingerprint: current.key1 }, key2: { fingerprint: current.key2 } };
+      }
+      if (attempt >= REGENERATE_TRIES) throw e;
+    }
+  }
+}
+
+/** A failed call that may have taken effect: no answer at all, or a server error. */
+function outcomeUnknown(e: unknown): boolean {
+  if (!(e instanceof AzureCallError)) return false;
+  return e.statusCode === undefined || e.statusCode >= 500;
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 /** Waits between probes of a key just regenerated: short first, as most keys work within seconds. */
@@ -279,7 +325,7 @@ async function untilKeyWorks(
     if (elapsed >= limitMs)
       return `the new ${key} of ${account.name} was still refused by the data plane (403${outcome.code ? ` ${outcome.code}` : ""}) ${Math.round(elapsed / 1000)} s after it was regenerated (KEYTURN_KEY_PROPAGATION_SECONDS=${deps.config.keyPropagationSeconds})`;
     const delay = PROPAGATION_DELAYS_MS[Math.min(attempt, PROPAGATION_DELAYS_MS.length - 1)]!;
-    await new Promise((resolve) => setTimeout(resolve, Math.min(delay, limitMs - elapsed)));
+    await sleep(Math.min(delay, limitMs - elapsed));
   }
 }
 
@@ -317,6 +363,7 @@ export async function moveAndVerify(
       );
       if (moves.some((m) => m.error !== undefined))
         return { moves, observations: [], current: input.keys, verified: {} };
+      if (input.phase === "retireActive" && input.checks.length > 0) await targetUnchanged(deps, input, keys);
       const { observations, verified } = await verifyChecks(deps, input, target, keys);
       const current = keys.used ? await keys.fingerprints(salt) : input.keys;
       return { moves, observations, current, verified };
@@ -365,8 +412,14 @@ async function moveConsumer(
         return { consumerId: consumer.id, ...(lastKeySync ? { lastKeySyncBefore: lastKeySync } : {}) };
       }
       case "resyncKeys":
-        // The service picks the key; verification checks it picked a live one.
-        await deps.azure.workspaces.resync(consumer.id);
+        // The service picks the key; verification checks it picked a live one. A resync that ends
+        // Failed is tried once more: the operation is idempotent, and a workspace left behind after
+        // a regeneration holds a dead key until it succeeds.
+        try {
+          await deps.azure.workspaces.resync(consumer.id);
+        } catch {
+          await deps.azure.workspaces.resync(consumer.id);
+        }
         return { consumerId: consumer.id };
     }
   } catch (e) {
@@ -418,6 +471,31 @@ async function resyncAndRestore(
 
 function accountNameOf(accountId: string): string {
   return (accountId.split("/").pop() ?? "").toLowerCase();
+}
+
+/**
+ * After the old active key died, consumers verified earlier and unchanged since are not read again; that
+ * holds only while the key they hold is the one keyturn moved them to. Azure's creation time says so
+ * for a read (the fingerprints when it is not recorded); a key regenerated outside keyturn is named,
+ * with the time Azure records.
+ */
+async function targetUnchanged(
+  deps: ActivityDeps,
+  input: MoveAndVerifyInput,
+  keys: KeyReader,
+): Promise<void> {
+  const { accountId, to, salt } = input;
+  const info = await deps.azure.storage.getAccount(accountId);
+  const created = info.keyCreationTime[to.key];
+  const changed =
+    to.creationTime !== undefined && created !== undefined
+      ? created !== to.creationTime
+      : (await keys.fingerprints(salt))[to.key] !== to.fingerprint;
+  if (changed) {
+    throw new KeyChangedError(
+      `${to.key} of ${info.name}, the key its consumers were moved to, was regenerated outside keyturn${created !== undefined ? ` at ${created} (Azure's record)` : ""}: they hold a dead key now. Run keyturn again to move them to a live key.`,
+    );
+  }
 }
 
 async function verifyChecks(

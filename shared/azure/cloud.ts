@@ -217,6 +217,8 @@ export function clientOptions(profile: CloudProfile): ArmClientOptions {
       { policy: armPacer.patiencePolicy, position: "perCall" },
       { policy: armPacer.pacePolicy, position: "perRetry" },
       { policy: profile.armCalls.policy, position: "perRetry" },
+      // Last, next to the wire: each attempt has its own deadline, which the SDK retries past.
+      { policy: armPacer.deadlinePolicy, position: "perRetry" },
     ],
     userAgentOptions: { userAgentPrefix: "keyturn" },
   };

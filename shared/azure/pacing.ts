@@ -23,6 +23,11 @@ export interface PacerOptions {
   backoff: { firstMs: number; factor: number; maxMs: number };
   now: () => number;
   sleep: (ms: number) => Promise<void>;
+  /**
+   * How long one attempt of an ARM call may go unanswered (KEYTURN_ARM_TIMEOUT_SECONDS, read per call
+   * when not given). Past it the attempt is abandoned as a network timeout, which the SDK retries.
+   */
+  callTimeoutMs?: number;
 }
 
 export const ARM_LIMITS = {
@@ -31,6 +36,10 @@ export const ARM_LIMITS = {
 } as const;
 
 export const DEFAULT_PATIENCE_MS = 30 * 60_000;
+
+/** A request ARM has not answered in this long is given up and tried again (DESIGN §10: every call has a deadline). */
+export const DEFAULT_ARM_TIMEOUT_SECONDS = 60;
+export const ARM_TIMEOUT_SETTING = "KEYTURN_ARM_TIMEOUT_SECONDS";
 
 type Kind = keyof typeof ARM_LIMITS;
 
@@ -173,6 +182,29 @@ export class ArmPacer {
     },
   };
 
+  /**
+   * perRetry: each attempt gets a deadline. An attempt that outlives it is abandoned as ETIMEDOUT, a
+   * network error the SDK's retry policy retries with backoff, so a request that is never answered
+   * costs a deadline, not the socket's idle timeout (minutes) or forever.
+   */
+  readonly deadlinePolicy: PipelinePolicy = {
+    name: "keyturnArmDeadline",
+    sendRequest: async (request, next) => {
+      const ms = this.options.callTimeoutMs ?? armTimeoutMs();
+      // A caller's own shorter timeout stands; the request object is reused by every retry.
+      if (!(request.timeout > 0) || request.timeout > ms) request.timeout = ms;
+      try {
+        return await next(request);
+      } catch (e) {
+        if ((e as { name?: unknown }).name !== "AbortError" || request.abortSignal?.aborted === true) throw e;
+        throw Object.assign(
+          new Error(`no answer within ${Math.round(request.timeout / 100) / 10} s (${ARM_TIMEOUT_SETTING})`),
+          { name: "RestError", code: "ETIMEDOUT", request },
+        );
+      }
+    },
+  };
+
   private observe(request: PipelineRequest, response: PipelineResponse, lanes: Lane[]): void {
     const kind = kindOf(request.method);
     const header = response.headers.get(`x-ms-ratelimit-remaining-subscription-${kind}s`);
@@ -229,6 +261,12 @@ export function retryAfterMs(response: Pick<PipelineResponse, "headers">): numbe
 
 /** The process's pacer: every ARM client of every profile shares it, as they share ARM's buckets. */
 export const armPacer = new ArmPacer({ patienceMs: patienceFromEnv() });
+
+/** KEYTURN_ARM_TIMEOUT_SECONDS, when a number > 0; otherwise DEFAULT_ARM_TIMEOUT_SECONDS. */
+export function armTimeoutMs(env: NodeJS.ProcessEnv = process.env): number {
+  const seconds = Number(env[ARM_TIMEOUT_SETTING]);
+  return (Number.isFinite(seconds) && seconds > 0 ? seconds : DEFAULT_ARM_TIMEOUT_SECONDS) * 1000;
+}
 
 function patienceFromEnv(): number {
   const minutes = Number(process.env.KEYTURN_THROTTLE_PATIENCE_MINUTES);

@@ -64,11 +64,24 @@ export interface KeyReader {
 
 export class ArmStorageKeys implements StorageKeys {
   private readonly client: (subscriptionId: string) => StorageManagementClient;
+  /**
+   * For regenerateKey only: the SDK would send a POST again after a lost answer or a 5xx, and a second
+   * request that lands regenerates the key twice (I4). keyturn resolves an unknown outcome itself, from
+   * Azure's record (see the regenerateKey activity). Throttling is still waited out by the pacer.
+   */
+  private readonly regenerateClient: (subscriptionId: string) => StorageManagementClient;
 
   constructor(profile: CloudProfile, options: AdapterOptions = {}) {
     this.client = perSubscription(
       (subscriptionId) =>
         new StorageManagementClient(profile.credential, subscriptionId, armClientOptions(profile, options)),
+    );
+    this.regenerateClient = perSubscription(
+      (subscriptionId) =>
+        new StorageManagementClient(profile.credential, subscriptionId, {
+          ...armClientOptions(profile, options),
+          retryOptions: { maxRetries: 0 },
+        }),
     );
   }
 
@@ -110,7 +123,9 @@ export class ArmStorageKeys implements StorageKeys {
   ): Promise<Record<KeyName, KeySnapshot>> {
     const ref = storageAccountRef(id);
     const result = await azureCall(OPERATIONS.regenerateStorageKey, id, () =>
-      this.client(ref.subscriptionId).storageAccounts.regenerateKey(ref.resourceGroup, ref.name, { keyName }),
+      this.regenerateClient(ref.subscriptionId).storageAccounts.regenerateKey(ref.resourceGroup, ref.name, {
+        keyName,
+      }),
     );
     const keys = result.keys ?? [];
     if (use) {

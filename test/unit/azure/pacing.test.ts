@@ -1,5 +1,13 @@
-import { createHttpHeaders, createPipelineRequest, type PipelineResponse } from "@azure/core-rest-pipeline";
-import { ArmPacer } from "../../../shared/azure/pacing";
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import {
+  createDefaultHttpClient,
+  createHttpHeaders,
+  createPipelineFromOptions,
+  createPipelineRequest,
+  type PipelineResponse,
+} from "@azure/core-rest-pipeline";
+import { ArmPacer, armTimeoutMs } from "../../../shared/azure/pacing";
 import { ARM_WRITE_LIMITS, TokenBucket } from "../../../emulator/throttle";
 
 const SUB = "/subscriptions/00000000-0000-0000-0000-000000000001";
@@ -168,5 +176,83 @@ describe("the ARM pacer on several workers", () => {
     expect(time.now).toBeLessThanOrEqual(1.25 * 40_000);
     // The headers keep the two from hammering the bucket: 429s stay a small share of the calls.
     expect(throttled).toBeLessThan(0.15 * 600);
+  });
+});
+
+describe("the ARM call deadline (KEYTURN_ARM_TIMEOUT_SECONDS)", () => {
+  /** A server that never answers its first `hold` requests and answers 200 after. */
+  async function server(
+    hold: number,
+  ): Promise<{ url: string; seen: () => number; close: () => Promise<void> }> {
+    let seen = 0;
+    const srv: Server = createServer((_req, res) => {
+      seen++;
+      if (seen > hold) res.end("{}");
+    });
+    await new Promise<void>((resolve) => srv.listen(0, "127.0.0.1", resolve));
+    return {
+      url: `http://127.0.0.1:${(srv.address() as AddressInfo).port}${SUB}/providers/Microsoft.Storage/storageAccounts?api-version=1`,
+      seen: () => seen,
+      close: () =>
+        new Promise<void>((resolve) => {
+          srv.closeAllConnections();
+          srv.close(() => resolve());
+        }),
+    };
+  }
+
+  /** An SDK-shaped pipeline (its retry policy included) with the deadline next to the wire. */
+  function send(pacer: ArmPacer, url: string, maxRetries: number) {
+    const pipeline = createPipelineFromOptions({ retryOptions: { maxRetries, retryDelayInMs: 10 } });
+    pipeline.addPolicy(pacer.deadlinePolicy, { afterPhase: "Retry" });
+    const request = createPipelineRequest({ url, method: "GET", allowInsecureConnection: true });
+    return pipeline.sendRequest(createDefaultHttpClient(), request);
+  }
+
+  it("reads the setting, and falls back to 60 s for a missing or unusable one", () => {
+    expect(armTimeoutMs({ KEYTURN_ARM_TIMEOUT_SECONDS: "2.5" })).toBe(2500);
+    expect(armTimeoutMs({})).toBe(60_000);
+    expect(armTimeoutMs({ KEYTURN_ARM_TIMEOUT_SECONDS: "0" })).toBe(60_000);
+    expect(armTimeoutMs({ KEYTURN_ARM_TIMEOUT_SECONDS: "soon" })).toBe(60_000);
+  });
+
+  it("abandons an attempt ARM never answers and lets the SDK retry it", async () => {
+    const arm = await server(1);
+    try {
+      const started = Date.now();
+      const res = await send(new ArmPacer({ callTimeoutMs: 300 }), arm.url, 2);
+      expect(res.status).toBe(200);
+      expect(arm.seen()).toBe(2);
+      expect(Date.now() - started).toBeGreaterThanOrEqual(300);
+      expect(Date.now() - started).toBeLessThan(5_000);
+    } finally {
+      await arm.close();
+    }
+  });
+
+  it("fails as a network timeout (ETIMEDOUT) once every attempt ran out of time", async () => {
+    const arm = await server(Infinity);
+    try {
+      const error = await send(new ArmPacer({ callTimeoutMs: 200 }), arm.url, 1).then(
+        () => undefined,
+        (e: unknown) => e as { code?: string; message?: string },
+      );
+      expect(error?.code).toBe("ETIMEDOUT");
+      expect(error?.message).toMatch(/no answer within 0\.2 s \(KEYTURN_ARM_TIMEOUT_SECONDS\)/);
+      expect(arm.seen()).toBe(2);
+    } finally {
+      await arm.close();
+    }
+  });
+
+  it("keeps a caller's own shorter timeout", async () => {
+    const pacer = new ArmPacer({ callTimeoutMs: 5_000 });
+    const request = post();
+    request.timeout = 1_000;
+    await pacer.deadlinePolicy.sendRequest(request, () => Promise.resolve(response(200)));
+    expect(request.timeout).toBe(1_000);
+    const unset = post();
+    await pacer.deadlinePolicy.sendRequest(unset, () => Promise.resolve(response(200)));
+    expect(unset.timeout).toBe(5_000);
   });
 });
