@@ -13,6 +13,7 @@ import {
 } from "../shared/rotation";
 import { CliError, EXIT_FAILURE, EXIT_INTERRUPTED, usageError } from "./errors";
 import { createHost } from "./host";
+import { acquireStateLock } from "./statelock";
 import { onSignal, type Io } from "./io";
 import { ProgressView } from "./progress";
 import { renderMermaid } from "./render";
@@ -112,6 +113,7 @@ export async function rotate(io: Io, options: RotateOptions): Promise<number> {
   const input = await buildRotateInput({ ...options, graceSeconds }, target, false);
   const stateDir = stateDirOf(options.stateDir);
   const id = scopeInstanceId(input.scope);
+  const release = acquireStateLock(stateDir, "rotate");
   const host = createHost(io, { stateDir, verbose: options.verbose === true });
   try {
     const existing = host.durable.getStatus(id);
@@ -137,6 +139,7 @@ export async function rotate(io: Io, options: RotateOptions): Promise<number> {
     return printReports(io, host, statuses, options.json === true);
   } finally {
     await host.stop();
+    release();
   }
 }
 
@@ -157,6 +160,7 @@ export async function resume(io: Io, options: ResumeOptions): Promise<number> {
       `keyturn: warning: the rotations in ${stateDir} were started against ${recorded.connectionFile ?? "Azure"}; resuming against ${resolve(options.connectionFile)} as asked\n`,
     );
   }
+  const release = acquireStateLock(stateDir, "resume");
   const host = createHost(io, { stateDir, verbose: options.verbose === true });
   try {
     // The store is read when the host is made; nothing runs until resume(), so this costs nothing.
@@ -183,6 +187,7 @@ export async function resume(io: Io, options: ResumeOptions): Promise<number> {
     return printReports(io, host, statuses, options.json === true);
   } finally {
     await host.stop();
+    release();
   }
 }
 

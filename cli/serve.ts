@@ -1,6 +1,7 @@
 import { parseNcrontab } from "../local";
 import { CliError, usageError } from "./errors";
 import { createHost } from "./host";
+import { acquireStateLock } from "./statelock";
 import { onSignal, type Io } from "./io";
 import { stateDirOf } from "./rotation";
 import { preflight, recordTarget, useTarget } from "./target";
@@ -33,6 +34,7 @@ export async function serve(io: Io, options: ServeOptions): Promise<number> {
   const target = useTarget(options.connectionFile);
   await preflight(target);
   const stateDir = stateDirOf(options.stateDir);
+  const release = acquireStateLock(stateDir, "serve");
   const host = createHost(io, {
     stateDir,
     verbose: options.verbose === true,
@@ -81,5 +83,6 @@ export async function serve(io: Io, options: ServeOptions): Promise<number> {
   } finally {
     signal.dispose();
     await host.stop();
+    release();
   }
 }

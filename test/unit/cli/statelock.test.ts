@@ -1,0 +1,58 @@
+import { spawn, spawnSync } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { LOCK_FILE, acquireStateLock } from "../../../cli/statelock";
+import { CliError } from "../../../cli/errors";
+
+/** One keyturn process per state directory: rotate, resume and serve exclude each other. */
+describe("the state directory's lock", () => {
+  let dir: string;
+  beforeEach(() => {
+    dir = mkdtempSync(join(tmpdir(), "keyturn-lock-"));
+  });
+  afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+  const holdAs = (pid: number, command: string) =>
+    writeFileSync(join(dir, LOCK_FILE), JSON.stringify({ pid, command, since: "2026-12-01T00:00:00.000Z" }));
+
+  it("is taken and released, naming this process while held", () => {
+    const release = acquireStateLock(dir, "rotate");
+    expect(JSON.parse(readFileSync(join(dir, LOCK_FILE), "utf8"))).toMatchObject({
+      pid: process.pid,
+      command: "rotate",
+    });
+    release();
+    expect(existsSync(join(dir, LOCK_FILE))).toBe(false);
+  });
+
+  it("refuses while another running process holds it, naming that process and what to do", async () => {
+    const other = spawn(process.execPath, ["-e", "setTimeout(() => {}, 30000)"]);
+    try {
+      holdAs(other.pid!, "resume");
+      let error: unknown;
+      try {
+        acquireStateLock(dir, "rotate");
+      } catch (e) {
+        error = e;
+      }
+      expect(error).toBeInstanceOf(CliError);
+      expect((error as Error).message).toContain(`\`keyturn resume\` (pid ${other.pid}`);
+      expect((error as Error).message).toContain("Wait for it to finish");
+    } finally {
+      other.kill("SIGKILL");
+      await new Promise((resolve) => other.once("exit", resolve));
+    }
+  });
+
+  it("takes over a lock left by a process that died (SIGKILL leaves it behind)", () => {
+    const gone = spawnSync(process.execPath, ["-e", "0"]);
+    holdAs(gone.pid, "rotate");
+    const release = acquireStateLock(dir, "resume");
+    expect(JSON.parse(readFileSync(join(dir, LOCK_FILE), "utf8"))).toMatchObject({
+      pid: process.pid,
+      command: "resume",
+    });
+    release();
+  });
+});
