@@ -41,7 +41,7 @@ import {
   type RpcTypedData,
 } from "./functions-core";
 import { compileRoute, decodeSegment, type CompiledRoute } from "./http-routes";
-import { parseNcrontab, type Ncrontab } from "./ncrontab";
+import { parseNcrontab, type Ncrontab } from "../shared/ncrontab";
 import {
   fromRpcValue,
   getAppHookData,

@@ -22,6 +22,6 @@ export type {
   RuntimeStatus,
 } from "./replay";
 export { installFunctionsCore } from "./functions-core";
-export { parseNcrontab, NcrontabError } from "./ncrontab";
-export type { Ncrontab } from "./ncrontab";
+export { parseNcrontab, NcrontabError } from "../shared/ncrontab";
+export type { Ncrontab } from "../shared/ncrontab";
 export type { FunctionLogger, LogEntry } from "./worker";

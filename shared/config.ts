@@ -7,7 +7,7 @@ import {
   parseMinKeyAgeDays,
   parseParallelism,
 } from "./rotation";
-import { parseNcrontab } from "../local/ncrontab";
+import { parseNcrontab } from "./ncrontab";
 
 /**
  * keyturn's app settings, read once and validated as a whole (I6): a bad setting stops keyturn

@@ -1,4 +1,4 @@
-import { NcrontabError, parseNcrontab } from "../../../local/ncrontab";
+import { NcrontabError, parseNcrontab } from "../../../shared/ncrontab";
 
 const next = (expression: string, after: string) =>
   parseNcrontab(expression).next(new Date(after))?.toISOString();
