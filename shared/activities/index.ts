@@ -385,7 +385,14 @@ async function moveConsumer(
     switch (move.operation) {
       case "putDatastore":
         // No read first: writing the same key twice is harmless, and the read would cost a write.
-        await deps.azure.datastores.putKey(consumer.id, await target());
+        try {
+          await deps.azure.datastores.putKey(consumer.id, await target());
+        } catch (e) {
+          // Deleted before its move: nothing holds a key through it any more.
+          if (e instanceof AzureCallError && e.statusCode === 404)
+            return { consumerId: consumer.id, gone: true };
+          throw e;
+        }
         return { consumerId: consumer.id };
       case "setSecretVersion": {
         if (consumer.kind !== "keyVaultSecret")

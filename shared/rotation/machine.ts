@@ -104,6 +104,8 @@ export interface LateDatastore {
   container?: string;
 }
 
+const GONE = "deleted during the rotation: it holds no key any more";
+
 /**
  * How many times datastores found on the old key after a grace are moved and given a grace of their
  * own before keyturn stops instead: a service rewriting them once (a workspace's auto-sync) is healed,
@@ -118,6 +120,8 @@ export interface FindLateResult {
 
 export interface MoveOutcome {
   consumerId: string;
+  /** The consumer no longer exists (a datastore deleted before its move): not a failure. */
+  gone?: true;
   /** Already free of key material. */
   error?: string;
   /** Batch: `autoStorage.lastKeySync` read just before the sync, so verification can see it move. */
@@ -357,6 +361,13 @@ function applyMoveAndVerify(state: AccountState, out: MoveAndVerifyResult, now: 
     for (const m of move.moves) {
       const outcome = outcomes.get(m.consumer.id);
       const error = outcome === undefined ? "not moved" : outcome.error;
+      if (outcome?.gone) {
+        state.consumerActions[m.consumer.id] = {
+          action: "gone",
+          reason: GONE,
+        };
+        continue;
+      }
       if (error !== undefined) {
         failures.push(`${m.consumer.name} (${m.consumer.kind}): ${error}`);
         state.consumerActions[m.consumer.id] = { action: "skipped", reason: `could not be moved: ${error}` };
@@ -420,7 +431,7 @@ function applyMoveAndVerify(state: AccountState, out: MoveAndVerifyResult, now: 
   for (const id of verdict.gone)
     state.consumerActions[id] = {
       action: "gone",
-      reason: "deleted during the rotation: it holds no key any more",
+      reason: GONE,
     };
   for (const id of verdict.verified) {
     const previous = state.consumerActions[id]?.action;

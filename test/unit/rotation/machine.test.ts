@@ -466,6 +466,24 @@ describe("the account state machine", () => {
       });
     });
 
+    it("reports a datastore deleted before its move as gone, not as a failed move, and goes on", () => {
+      const { plan, ds2 } = typical();
+      const { execution } = drive(plan, {
+        respond: (command, ok) => {
+          if (command.kind !== "moveAndVerify" || ok.kind !== "moveAndVerify") return ok;
+          const moves = ok.out.moves.map((m) =>
+            m.consumerId === ds2.id ? { consumerId: ds2.id, gone: true as const } : m,
+          );
+          const observations = ok.out.observations.map((o) =>
+            o.consumerId === ds2.id ? { consumerId: ds2.id, gone: true } : o,
+          );
+          return { kind: "moveAndVerify", out: { ...ok.out, moves, observations } };
+        },
+      });
+      expect(execution.outcome).toBe("rotated");
+      expect(execution.consumerActions?.[ds2.id]?.action).toBe("gone");
+    });
+
     it("heals at once a datastore found on the dead key after the old active key was regenerated, and reports its window", () => {
       const { plan, blob } = typical();
       const { commands, execution } = drive(plan, {
