@@ -392,8 +392,8 @@ const TABLE: Cell[] = [
   // mlw-score/batch_outputs, stmlbatch's datastore, deleted by someone (admin DELETE).
   ...(
     [
-      // Before its move: the PUT finds nothing to re-register (stalling is safe; "gone" is better).
-      ["before-regenerate-standby", SAFE],
+      // Before its move: the PUT finds nothing to re-register, so it is gone, not a failed move.
+      ["before-regenerate-standby", ROTATED],
       // Right after its PUT: verification finds it gone.
       ["during-moves", ROTATED],
       ["during-verification", ROTATED],
