@@ -1,4 +1,5 @@
 import { BlobServiceClient, StorageSharedKeyCredential } from "@azure/storage-blob";
+import { armTimeoutMs } from "./pacing";
 import { withRetry, type RetryOptions } from "./retry";
 
 export interface ProbeTarget {
@@ -58,7 +59,8 @@ export class BlobDataPlaneProbe implements DataPlaneProbe {
       new StorageSharedKeyCredential(target.accountName, target.key),
       {
         // One try per attempt: the SDK would retry a 403 never, but a 5xx several times with long waits.
-        retryOptions: { maxTries: 1 },
+        // Each try has the ARM calls' deadline: a data plane that never answers is a failed probe.
+        retryOptions: { maxTries: 1, tryTimeoutInMs: armTimeoutMs() },
       },
     );
     const retry: RetryOptions = {

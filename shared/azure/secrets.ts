@@ -4,6 +4,7 @@ import { fingerprint, type Fingerprint } from "../rotation/fingerprint";
 import type { KeyName } from "../rotation/model";
 import { azureCall, OPERATIONS } from "./call";
 import type { CloudProfile } from "./cloud";
+import { armPacer } from "./pacing";
 
 export const PUBLISH_TAG_NAMES = {
   storageAccountId: "keyturn-storage-account",
@@ -66,6 +67,8 @@ export class KeyVaultSecretStore implements SecretStore {
         disableChallengeResourceVerification: this.profile.name !== "AzureCloud",
         ...(this.profile.tlsCa !== undefined ? { tlsOptions: { ca: this.profile.tlsCa } } : {}),
         userAgentOptions: { userAgentPrefix: "keyturn" },
+        // Key Vault calls get the same deadline as ARM's: a vault that never answers is a failure, not a hang.
+        additionalPolicies: [{ policy: armPacer.deadlinePolicy, position: "perRetry" }],
       });
       this.clients.set(url, client);
     }
