@@ -81,7 +81,7 @@ export function adminRoutes(emulator: Emulator): Router {
       throw new AzureError(
         400,
         "InvalidRequestContent",
-        'A fault needs {"action":{"type":"status"|"timeout"|"drop"|"failLro", ...}} and optional path, method, operation, count.',
+        'A fault needs {"action":{"type":"status"|"timeout"|"drop"|"hold"|"failLro", ...}} and optional path, method, operation, count.',
       );
     }
     try {
@@ -100,6 +100,12 @@ export function adminRoutes(emulator: Emulator): Router {
   router.add("DELETE", "/_admin/faults", () => {
     emulator.faults.clear();
     return { status: 204 };
+  });
+  router.add("GET", "/_admin/holds", () => ({ status: 200, body: emulator.faults.held }));
+  router.add("POST", "/_admin/holds/release", (req) => {
+    const body = req.rawBody.trim() === "" ? {} : jsonBody(req);
+    const id = isObject(body) && typeof body.id === "string" ? body.id : undefined;
+    return { status: 200, body: emulator.faults.release(id) };
   });
 
   router.add("POST", "/_admin/throttle/drain", (req) => {

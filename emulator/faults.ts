@@ -22,7 +22,22 @@ export type FaultAction =
   /** Close the connection without an answer. */
   | { type: "drop"; when?: FaultWhen }
   /** The next long-running operation of this name ends Failed. */
-  | { type: "failLro" };
+  | { type: "failLro" }
+  /**
+   * Keep the request waiting, unanswered, until it is released (`POST /_admin/holds/release`); then
+   * serve it as if nothing had struck. Its work is done even when its caller is long gone: the request
+   * of a killed process that lands after the process died.
+   */
+  | { type: "hold" };
+
+/** A request kept waiting by a `hold` fault. */
+export interface HeldRequest {
+  id: string;
+  method: string;
+  path: string;
+  operation?: string;
+  since: string;
+}
 
 export interface FaultRule {
   id: string;
@@ -50,6 +65,36 @@ const VAULT_FAMILY = "keyvault";
 
 export class Faults {
   readonly rules: FaultRule[] = [];
+  private readonly waiting = new Map<string, { request: HeldRequest; release: () => void }>();
+
+  /** Requests held now, oldest first. */
+  get held(): HeldRequest[] {
+    return [...this.waiting.values()].map((w) => w.request);
+  }
+
+  /** Waits until the request is released. */
+  hold(info: FaultRequestInfo): Promise<void> {
+    const request: HeldRequest = {
+      id: randomUUID(),
+      method: info.method,
+      path: info.path,
+      ...(info.operation !== undefined ? { operation: info.operation } : {}),
+      since: new Date().toISOString(),
+    };
+    return new Promise((resolve) => this.waiting.set(request.id, { request, release: resolve }));
+  }
+
+  /** Lets one held request (or every one) go on to be served; returns those released. */
+  release(id?: string): HeldRequest[] {
+    const released: HeldRequest[] = [];
+    for (const [key, w] of this.waiting) {
+      if (id !== undefined && key !== id) continue;
+      this.waiting.delete(key);
+      w.release();
+      released.push(w.request);
+    }
+    return released;
+  }
 
   add(rule: Omit<FaultRule, "id" | "count"> & { count?: number }): FaultRule {
     if (rule.path !== undefined) new RegExp(rule.path, "i"); // reject a bad pattern now, not per request
@@ -101,7 +146,7 @@ export class Faults {
 
 /** Whether a fault lets the service do its work first and loses the answer afterwards. */
 export function strikesAfter(action: FaultAction): boolean {
-  return action.type !== "failLro" && action.when === "after";
+  return action.type !== "failLro" && action.type !== "hold" && action.when === "after";
 }
 
 /** The Key Vault operation name of a secrets data-plane call, for fault rules. */
@@ -151,8 +196,9 @@ function actionProblem(action: FaultAction): string | undefined {
         : "action.seconds must be a number > 0";
     case "drop":
     case "failLro":
+    case "hold":
       return undefined;
     default:
-      return `unknown action.type '${String((action as { type?: unknown }).type)}': use status, timeout, drop or failLro`;
+      return `unknown action.type '${String((action as { type?: unknown }).type)}': use status, timeout, drop, hold or failLro`;
   }
 }

@@ -357,7 +357,11 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
         ? byPattern.get(`${matched.route.method} ${matched.route.pattern}`)
         : undefined;
     const operation = route?.operation ?? "unknown";
-    const fault = faults.take({ method: req.method, path, operation });
+    let fault = faults.take({ method: req.method, path, operation });
+    if (fault?.type === "hold") {
+      await faults.hold({ method: req.method, path, operation });
+      fault = undefined;
+    }
     if (fault && !strikesAfter(fault)) {
       // A fault fires before sign-in is checked (a dropped connection cares for no token), but the
       // log still names who received it when the token is good.
@@ -559,6 +563,7 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
   outages.evaluate("start");
   emulator.stop = async () => {
     stopped = true;
+    faults.release(); // a held request would keep its handler running forever
     if (wake) clearTimeout(wake.timer);
     for (const timer of timers) clearTimeout(timer);
     timers.clear();
@@ -713,6 +718,8 @@ async function applyFault(
       setTimeout(() => socket?.destroy(), (fault.seconds ?? 120) * 1000).unref();
       return undefined;
     }
+    case "hold":
+      return undefined; // served once released, before any fault applies
     case "failLro":
       return {
         status: 500,

@@ -54,6 +54,38 @@ describe("a fault that strikes after the work (when: after)", () => {
   });
 });
 
+describe("a held request (action hold)", () => {
+  it("waits unanswered until released, then does its work even though its caller gave up", async () => {
+    const before = regenerationCounts(emulator).stmlbatch ?? { key1: 0, key2: 0 };
+    await admin(emulator, "POST", "/faults", {
+      operation: "storageAccounts.regenerateKey",
+      action: { type: "hold" },
+    });
+    const abort = new AbortController();
+    const call = clients.storage.storageAccounts.regenerateKey(
+      RG,
+      "stmlbatch",
+      { keyName: "key2" },
+      { abortSignal: abort.signal },
+    );
+    let held: { id: string; operation?: string }[] = [];
+    while (held.length === 0) {
+      await new Promise((r) => setTimeout(r, 10));
+      held = (await admin(emulator, "GET", "/holds")).body as typeof held;
+    }
+    expect(held[0]!.operation).toBe("storageAccounts.regenerateKey");
+    abort.abort(); // the caller is gone, as a killed process is
+    await expect(call).rejects.toThrow();
+    expect(regenerationCounts(emulator).stmlbatch).toEqual(before);
+    const released = await admin(emulator, "POST", "/holds/release", { id: held[0]!.id });
+    expect(released.body).toHaveLength(1);
+    while ((regenerationCounts(emulator).stmlbatch?.key2 ?? 0) === before.key2)
+      await new Promise((r) => setTimeout(r, 10));
+    expect(regenerationCounts(emulator).stmlbatch).toEqual({ ...before, key2: before.key2 + 1 });
+    expect((await admin(emulator, "GET", "/holds")).body).toEqual([]);
+  });
+});
+
 describe("Key Vault data-plane faults (operation keyVault.*)", () => {
   it("answers 503 to the vault's callers while the rule lasts, and never strikes ARM", async () => {
     await admin(emulator, "POST", "/faults", {
