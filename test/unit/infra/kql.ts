@@ -1,79 +1,38 @@
-import {
-  CORRELATION_PROPS,
-  EVENT_CATALOGUE,
-  METRIC_CATALOGUE,
-  ROTATION_OUTCOMES,
-  TRIGGERS,
-  type EventName,
-  type MetricName,
-} from "../../../shared/telemetry";
+import { CORRELATION_PROPS } from "../../../shared/telemetry";
+import { emittedTelemetry } from "./emitted";
+import { analysisErrors, formatDiagnostic, kqlReferences, type KqlReferences } from "./kusto";
 
 /**
- * A deliberately small reader of the KQL in infra/: it finds what a query depends on in keyturn's
- * telemetry (tables, event and metric names, custom dimensions and measurements, and the values
- * compared with enumerated properties) and reports whatever the catalogue does not define.
+ * The cross-check between the KQL in infra/ and the telemetry keyturn sends. Kusto's own parser and
+ * analyzer read each query (./kusto.ts): what it depends on (tables, event and metric names, custom
+ * dimensions and measurements, values compared with enumerated properties) comes from the syntax
+ * tree, and what keyturn sends comes from running its emitters (./emitted.ts).
  */
 
-const EVENTS = new Set<string>(Object.keys(EVENT_CATALOGUE));
-const METRICS = new Set<string>(Object.keys(METRIC_CATALOGUE));
-const KNOWN_TABLES = ["customEvents", "customMetrics", "traces", "requests", "dependencies", "exceptions"];
+/** Properties that take one of a few values; the values allowed are those the code was seen sending. */
+const ENUMERATED = ["outcome", "trigger", "dryRun"] as const;
 
-/** Values the catalogue defines for properties that take one of a few. */
-const ENUMERATED: Record<string, readonly string[]> = {
-  outcome: ROTATION_OUTCOMES,
-  trigger: TRIGGERS,
-  dryRun: ["true", "false"],
-};
-
-function strings(list: string): string[] {
-  return [...list.matchAll(/"([^"]*)"/g)].map((m) => m[1] ?? "");
-}
-
-export interface QueryReferences {
-  tables: string[];
-  names: string[];
-  dimensions: string[];
-  measurements: string[];
-  comparisons: { property: string; value: string }[];
-}
+export type QueryReferences = Pick<
+  KqlReferences,
+  "tables" | "names" | "dimensions" | "measurements" | "comparisons"
+>;
 
 export function references(query: string): QueryReferences {
-  const tables = KNOWN_TABLES.filter((t) => new RegExp(`\\b${t}\\b`).test(query));
-  const names = [
-    ...[...query.matchAll(/\bname\s*(?:==|=~|!=|!~)\s*"([^"]*)"/g)].map((m) => m[1] ?? ""),
-    ...[...query.matchAll(/\bname\s+!?in~?\s*\(([^)]*)\)/g)].flatMap((m) => strings(m[1] ?? "")),
-  ];
-  const field = (column: string): string[] =>
-    [
-      ...query.matchAll(
-        new RegExp(`\\b${column}(?:\\.([A-Za-z_][A-Za-z0-9_]*)|\\[\\s*["']([^"']+)["']\\s*\\])`, "g"),
-      ),
-    ].map((m) => m[1] ?? m[2] ?? "");
-  const comparisons = [
-    ...query.matchAll(
-      /customDimensions(?:\.([A-Za-z_][A-Za-z0-9_]*)|\[\s*["']([^"']+)["']\s*\])\)?\s*(?:==|!=|=~|!~)\s*"([^"]*)"/g,
-    ),
-  ].map((m) => ({ property: m[1] ?? m[2] ?? "", value: m[3] ?? "" }));
-  return {
-    tables,
-    names: [...new Set(names)],
-    dimensions: [...new Set(field("customDimensions"))],
-    measurements: [...new Set(field("customMeasurements"))],
-    comparisons,
-  };
+  return kqlReferences(query);
 }
 
-/** Everything in `query` that keyturn's telemetry does not emit; empty when the query is sound. */
+/** Everything in `query` that Kusto rejects or keyturn's telemetry does not emit; empty when sound. */
 export function problems(query: string): string[] {
-  const refs = references(query);
-  const found: string[] = [];
+  const { events: EVENTS, metrics: METRICS } = emittedTelemetry();
+  const found = analysisErrors(query).map(formatDiagnostic);
+  const refs = kqlReferences(query);
   if (refs.tables.length === 0) found.push("queries no table");
   for (const t of refs.tables) {
     if (t !== "customEvents" && t !== "customMetrics") found.push(`table ${t} holds nothing keyturn emits`);
   }
   if (refs.names.length === 0) found.push("filters on no event or metric name");
-  const events = refs.names.filter((n) => EVENTS.has(n)) as EventName[];
-  const metrics = refs.names.filter((n) => METRICS.has(n)) as MetricName[];
+  const events = refs.names.filter((n) => EVENTS.has(n));
+  const metrics = refs.names.filter((n) => METRICS.has(n));
   for (const n of refs.names) {
     if (!EVENTS.has(n) && !METRICS.has(n)) found.push(`"${n}" is neither an event nor a metric`);
   }
@@ -88,12 +47,11 @@ export function problems(query: string): string[] {
   if (events.length > 0 && refs.tables.includes("customEvents") && !refs.tables.includes("customMetrics")) {
     for (const n of metrics) found.push(`"${n}" is a metric, but the query reads customEvents`);
   }
-  const properties = new Set<string>([
-    ...CORRELATION_PROPS,
-    ...events.flatMap((n) => EVENT_CATALOGUE[n].properties),
-    ...metrics.flatMap((n) => METRIC_CATALOGUE[n].properties),
-  ]);
-  const measurements = new Set<string>(events.flatMap((n) => EVENT_CATALOGUE[n].measurements));
+  const items = [...events.map((n) => EVENTS.get(n)), ...metrics.map((n) => METRICS.get(n))].filter(
+    (i) => i !== undefined,
+  );
+  const properties = new Set<string>([...CORRELATION_PROPS, ...items.flatMap((i) => [...i.properties])]);
+  const measurements = new Set<string>(events.flatMap((n) => [...(EVENTS.get(n)?.measurements ?? [])]));
   for (const d of refs.dimensions) {
     if (!properties.has(d)) found.push(`customDimensions.${d} is not a property of ${refs.names.join(", ")}`);
   }
@@ -101,10 +59,11 @@ export function problems(query: string): string[] {
     if (!measurements.has(m))
       found.push(`customMeasurements.${m} is not a measurement of ${refs.names.join(", ")}`);
   }
+  for (const o of refs.opaque) found.push(`${o} has a key the check cannot read: use a string literal`);
   for (const { property, value } of refs.comparisons) {
-    const allowed = ENUMERATED[property];
-    if (allowed && !allowed.includes(value))
-      found.push(`${property} is never "${value}" (it is ${allowed.join("|")})`);
+    if (!(ENUMERATED as readonly string[]).includes(property)) continue;
+    const allowed = [...new Set(items.flatMap((i) => [...(i.values.get(property) ?? [])]))];
+    if (!allowed.includes(value)) found.push(`${property} is never "${value}" (it is ${allowed.join("|")})`);
   }
   return found;
 }
