@@ -410,7 +410,11 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
     if (subscriptionId !== undefined) checkScope(estate, subscriptionId, params.resourceGroupName);
     checkApiVersion(route, apiVersion, req.segments);
     const scope = route.method === "POST" ? path.split("/").slice(0, -1).join("/") : path;
-    if (route.action) rbac.authorize(principal, route.action, scope);
+    // Every route names the action Azure checks (test/unit/emulator/routes.test.ts): one that names none
+    // is refused, so a route can never slip past the role file unchecked.
+    if (!route.action)
+      throw new AzureError(500, "InternalServerError", `${operation} declares no RBAC action.`);
+    rbac.authorize(principal, route.action, scope);
     if (settings.storageRpLimits && route.storageRp && subscriptionId !== undefined) {
       const region = route.storageRp.region(params);
       const taken =

@@ -45,6 +45,27 @@ export function actionMatches(pattern: string, action: string): boolean {
   return regex.test(action);
 }
 
+/**
+ * Subscriptions - List and Subscriptions - Get. Microsoft lists the operation ("Microsoft.Resources/
+ * subscriptions/read: Gets the list of subscriptions", Azure resource provider operations), but the list
+ * is not refused by it: ARM answers every signed-in caller with the subscriptions it holds any role
+ * assignment in, whatever that role grants (keyturn relies on this: shared/azure/call.ts,
+ * listSubscriptions). The emulator models both routes that way: the action is checked against the
+ * caller's assignments, never against role definitions, so a role file need not (and keyturn's does
+ * not) name it. Assumed, not documented: a Get by a caller with no assignment in the subscription is
+ * refused with AuthorizationFailed naming this action.
+ */
+export const SUBSCRIPTION_READ = "Microsoft.Resources/subscriptions/read";
+
+/** Actions ARM grants through any role assignment rather than through a role's `Actions`. */
+export const ASSIGNMENT_GRANTED_ACTIONS: readonly string[] = [SUBSCRIPTION_READ];
+
+/** The tenant-level collection `/subscriptions` (Subscriptions - List), where ARM filters instead of refusing. */
+function isTenantLevel(resourceId: string): boolean {
+  const s = resourceId.replace(/\/+$/, "").toLowerCase();
+  return s === "" || s === "/subscriptions";
+}
+
 function scopeCovers(scope: string, resourceId: string): boolean {
   const s = scope.replace(/\/+$/, "").toLowerCase();
   const r = resourceId.toLowerCase();
@@ -71,6 +92,9 @@ export class Rbac {
   }
 
   isAllowed(principal: Principal, action: string, resourceId: string, dataAction = false): boolean {
+    if (!dataAction && actionMatches(SUBSCRIPTION_READ, action)) {
+      return isTenantLevel(resourceId) || this.holdsAssignmentIn(principal, resourceId);
+    }
     return this.assignments.some((a) => {
       if (a.principalObjectId !== principal.objectId || !scopeCovers(a.scope, resourceId)) return false;
       const role = this.roles.get(a.role.toLowerCase());
@@ -83,12 +107,17 @@ export class Rbac {
 
   /** Subscriptions a principal holds any assignment in (Subscriptions - List shows only those). */
   visibleSubscriptions(principal: Principal, all: string[]): string[] {
-    return all.filter((sub) =>
-      this.assignments.some(
-        (a) =>
-          a.principalObjectId === principal.objectId &&
-          (scopeCovers(a.scope, `/subscriptions/${sub}`) || scopeCovers(`/subscriptions/${sub}`, a.scope)),
-      ),
+    return all.filter((sub) => this.isAllowed(principal, SUBSCRIPTION_READ, `/subscriptions/${sub}`));
+  }
+
+  /** Whether the principal holds an assignment at, above or anywhere inside the subscription of `resourceId`. */
+  private holdsAssignmentIn(principal: Principal, resourceId: string): boolean {
+    const sub = /^\/subscriptions\/[^/]+/i.exec(resourceId)?.[0];
+    if (!sub) return false;
+    return this.assignments.some(
+      (a) =>
+        a.principalObjectId === principal.objectId &&
+        (scopeCovers(a.scope, sub) || scopeCovers(sub, a.scope)),
     );
   }
 

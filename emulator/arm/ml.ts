@@ -43,6 +43,17 @@ export const ML_ACTIONS = {
   datastoreWrite: "Microsoft.MachineLearningServices/workspaces/datastores/write",
   datastoreListSecrets: "Microsoft.MachineLearningServices/workspaces/datastores/listsecrets/action",
   datastoreDelete: "Microsoft.MachineLearningServices/workspaces/datastores/delete",
+  /**
+   * Polling a resync: its Location is `…/providers/Microsoft.MachineLearningServices/locations/{location}/
+   * workspaceOperationsStatus/{id}`, a subscription-level URL outside the workspace. ARM authorizes a GET
+   * by the URL's own resource type (`locations/workspaceOperationsStatus`) over the URL's own scope, and
+   * Microsoft lists the operation: "Microsoft.MachineLearningServices/locations/workspaceOperationsStatus/
+   * read — Gets the status of a particular workspace operation" (Azure permissions for AI + machine
+   * learning, https://learn.microsoft.com/azure/role-based-access-control/permissions/ai-machine-learning).
+   * The ARM RPC contract warns that operation results and statuses "typically have different RBAC
+   * restrictions" than the action that started them (azure-resource-manager-rpc, async-api-reference.md).
+   */
+  workspaceOperationStatusRead: "Microsoft.MachineLearningServices/locations/workspaceOperationsStatus/read",
 } as const;
 
 const WS =
@@ -811,6 +822,7 @@ export const mlRoutes: RouteModule = (ctx: EmulatorContext): ArmRoute[] => {
     route({
       method: "GET",
       pattern: OPERATION_STATUS,
+      action: ML_ACTIONS.workspaceOperationStatusRead,
       kind: "read",
       operation: "workspaces.operationStatus",
       handler: async (req, p) => {

@@ -1,12 +1,18 @@
 import type { RouteModule } from "../context";
+import { SUBSCRIPTION_READ } from "../rbac";
 import { page } from "./common";
 
-/** Subscriptions - List: shows only the subscriptions the caller has a role assignment in. */
+/**
+ * Subscriptions - List shows only the subscriptions the caller has a role assignment in; Subscriptions -
+ * Get refuses one it has none in. Both check Microsoft.Resources/subscriptions/read, which ARM grants
+ * through any assignment rather than through the role's actions (see SUBSCRIPTION_READ).
+ */
 export const subscriptionRoutes: RouteModule = (ctx) => [
   {
     method: "GET",
     pattern: "/subscriptions",
     provider: "subscriptions",
+    action: SUBSCRIPTION_READ,
     kind: "read",
     operation: "subscriptions.list",
     handler: (req, _p, call) => {
@@ -40,6 +46,7 @@ export const subscriptionRoutes: RouteModule = (ctx) => [
     method: "GET",
     pattern: "/subscriptions/{subscriptionId}",
     provider: "subscriptions",
+    action: SUBSCRIPTION_READ,
     kind: "read",
     operation: "subscriptions.get",
     handler: (_req, p) => {

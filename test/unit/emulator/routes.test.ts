@@ -1,9 +1,11 @@
 import { storageRoutes, LIST_REGION } from "../../../emulator/arm/storage";
-import { mlRoutes } from "../../../emulator/arm/ml";
+import { ML_ACTIONS, mlRoutes } from "../../../emulator/arm/ml";
 import { batchRoutes } from "../../../emulator/arm/batch";
 import { subscriptionRoutes } from "../../../emulator/arm/subscriptions";
 import { buildEstate } from "../../../emulator/estates";
 import type { ArmRoute, EmulatorContext } from "../../../emulator/context";
+import { KEYTURN_ROLE_FILE } from "../../../emulator/paths";
+import { loadRoleDefinition } from "../../../emulator/rbac";
 
 // Route tables only: no handler runs, so a context with an estate and a clock is enough.
 const estate = buildEstate("large:4x0x2", new Date());
@@ -11,6 +13,30 @@ const ctx = { estate, now: () => new Date() } as unknown as EmulatorContext;
 const routes: ArmRoute[] = [storageRoutes, mlRoutes, batchRoutes, subscriptionRoutes].flatMap((m) => m(ctx));
 
 describe("ARM routes", () => {
+  const OPERATION = /^Microsoft\.[A-Za-z]+(?:\/[A-Za-z][A-Za-z0-9]*)+\/(?:read|write|delete|action)$/;
+  const namespaceOf = (route: ArmRoute) =>
+    route.provider === "subscriptions" ? "Microsoft.Resources" : route.provider;
+
+  it.each(routes.map((r) => [`${r.method} ${r.operation}`, r] as const))(
+    "%s names the RBAC action Azure checks for it, in its own namespace (status URLs included)",
+    (_name, route) => {
+      // The emulator refuses a route without one, and the role file's both-ways test only sees checked calls.
+      expect(route.action).toMatch(OPERATION);
+      expect(route.action!.split("/")[0]).toBe(namespaceOf(route));
+      if (route.method === "GET") expect(route.action).toMatch(/\/read$/);
+      if (route.method === "PUT") expect(route.action).toMatch(/\/write$/);
+      if (route.method === "DELETE") expect(route.action).toMatch(/\/delete$/);
+    },
+  );
+
+  it("check the resync's status URL with its own action, which the role file grants", () => {
+    const status = routes.find((r) => r.operation === "workspaces.operationStatus")!;
+    expect(status.pattern).toMatch(/\/locations\/\{location\}\/workspaceOperationsStatus\/\{operationId\}$/);
+    expect(status.action).toBe("Microsoft.MachineLearningServices/locations/workspaceOperationsStatus/read");
+    expect(status.action).toBe(ML_ACTIONS.workspaceOperationStatusRead);
+    expect(loadRoleDefinition(KEYTURN_ROLE_FILE).Actions).toContain(status.action);
+  });
+
   it.each(routes.map((r) => [`${r.method} ${r.operation}`, r] as const))(
     "%s draws from the bucket its method belongs to (PUT, PATCH, POST, DELETE are writes)",
     (_name, route) => {
