@@ -25,6 +25,8 @@ export interface DemoOptions {
   graceSeconds?: number;
   consumerJobsIntervalMs?: number;
   verbose?: boolean;
+  /** One JSON document on stdout (`demoJson`); the introduction goes to stderr with the progress. */
+  json?: boolean;
 }
 
 type KeyPrints = Record<string, Record<KeyName, string>>;
@@ -67,7 +69,9 @@ export async function demo(io: Io, options: DemoOptions = {}): Promise<number> {
     const estate = emulator.ctx.estate;
     const before = keyPrints(emulator);
     const scope = { subscriptions: emulator.connection.subscriptionIds };
-    io.out(
+    // With --json the introduction is not the result: it goes to stderr, with the progress.
+    const intro = (text: string) => (options.json ? io.err(text) : io.out(text));
+    intro(
       [
         "keyturn demo: rotating every storage account of the demo estate on the embedded emulator",
         `  ${estate.storageAccounts.size} storage accounts, ${estate.workspaces.size} workspaces, ` +
@@ -99,8 +103,14 @@ export async function demo(io: Io, options: DemoOptions = {}): Promise<number> {
     await emulator.jobs.tick();
     const report = status.output as RotationOutput;
     const after = keyPrints(emulator);
-    const outages = renderOutcome(io, emulator, report, before, after, elapsedMs);
     const code = exitCode(report);
+    if (options.json) {
+      const outcome = demoJson(emulator, report, before, after, elapsedMs, graceSeconds, jobsMs);
+      const final = outcome.outages.count > 0 ? EXIT_FAILURE : code;
+      io.out(JSON.stringify({ ...outcome, exitCode: final }, null, 2) + "\n");
+      return final;
+    }
+    const outages = renderOutcome(io, emulator, report, before, after, elapsedMs);
     const final = outages > 0 ? EXIT_FAILURE : code;
     io.out(`\nExit code ${final}\n`);
     return final;
@@ -118,6 +128,92 @@ function restore(name: string, value: string | undefined): void {
   else process.env[name] = value;
 }
 
+function regeneratedKeys(emulator: Emulator): Map<string, string[]> {
+  const regenerated = new Map<string, string[]>();
+  for (const r of emulator.ctx.regenerations) {
+    regenerated.set(r.account, [...(regenerated.get(r.account) ?? []), r.key]);
+  }
+  return regenerated;
+}
+
+/**
+ * What the consumers saw: a workspace's key windows (I1's one exception) apart from the consumers'
+ * outages and refused data-plane probes, which must be none.
+ */
+function outagesOf(emulator: Emulator) {
+  const workspaceIds = new Set([...emulator.ctx.estate.workspaces.values()].map((w) => w.id.toLowerCase()));
+  const isWorkspace = (id: string) => workspaceIds.has(id.toLowerCase());
+  const all = emulator.outages.all();
+  const failures = emulator.outages.probeFailures;
+  const consumerFailures = failures.filter((f) => !isWorkspace(f.consumerId));
+  return {
+    windows: all.filter((o) => o.kind === "workspace"),
+    consumerOutages: all.filter((o) => o.kind !== "workspace"),
+    consumerFailures,
+    workspaceFailures: failures.length - consumerFailures.length,
+  };
+}
+
+/**
+ * `demo --json`: the same account as the text, as data. Key names and fingerprints (SHA-256
+ * prefixes), never the keys; the rotation report is the one `rotate --json` prints.
+ */
+function demoJson(
+  emulator: Emulator,
+  report: RotationOutput,
+  before: KeyPrints,
+  after: KeyPrints,
+  elapsedMs: number,
+  graceSeconds: number,
+  jobsMs: number,
+) {
+  const estate = emulator.ctx.estate;
+  const regenerated = regeneratedKeys(emulator);
+  const keyOf = (account: AccountReport, which: "activeKeyBefore" | "activeKeyAfter") => {
+    const state = account[which];
+    if (!state) return null;
+    const table = which === "activeKeyBefore" ? before : after;
+    return { key: state.key, fingerprint: table[account.name]?.[state.key] ?? null };
+  };
+  const accountCalls = report.accounts.reduce((n, a) => n + a.armCalls, 0);
+  const discovery = report.discoveryArmCalls ?? 0;
+  const seen = outagesOf(emulator);
+  return {
+    estate: {
+      storageAccounts: estate.storageAccounts.size,
+      workspaces: estate.workspaces.size,
+      datastores: [...estate.workspaces.values()].reduce((n, w) => n + w.datastores.size, 0),
+      batchAccounts: estate.batchAccounts.size,
+      vaults: estate.vaults.size,
+    },
+    graceSeconds,
+    consumerJobsIntervalMs: jobsMs,
+    resyncPolicy: emulator.ctx.settings.resyncPolicy,
+    durationMs: elapsedMs,
+    keys: report.accounts.map((a) => ({
+      account: a.name,
+      outcome: a.outcome,
+      activeKeyBefore: keyOf(a, "activeKeyBefore"),
+      activeKeyAfter: keyOf(a, "activeKeyAfter"),
+      regenerated: regenerated.get(a.name) ?? [],
+    })),
+    armCalls: {
+      logged: emulator.requestLog.filter((r) => r.clientId === emulator.connection.clientId).length,
+      reported: discovery + accountCalls,
+      discovery,
+      accounts: accountCalls,
+    },
+    workspaceKeyWindows: seen.windows,
+    outages: {
+      count: seen.consumerOutages.length + seen.consumerFailures.length,
+      log: seen.consumerOutages,
+      probes: emulator.jobs.probes,
+      probeFailures: seen.consumerFailures,
+    },
+    report,
+  };
+}
+
 /** Prints the demo's account of the rotation; returns how many consumer outages there were. */
 function renderOutcome(
   io: Io,
@@ -128,10 +224,7 @@ function renderOutcome(
   elapsedMs: number,
 ): number {
   const lines: string[] = [];
-  const regenerated = new Map<string, string[]>();
-  for (const r of emulator.ctx.regenerations) {
-    regenerated.set(r.account, [...(regenerated.get(r.account) ?? []), r.key]);
-  }
+  const regenerated = regeneratedKeys(emulator);
   const key = (account: AccountReport, which: "activeKeyBefore" | "activeKeyAfter") => {
     const state = account[which];
     if (!state) return "-";
@@ -180,14 +273,7 @@ function renderOutcome(
       `(discovery and planning ${discovery}, accounts ${accountCalls})`,
   );
 
-  const workspaceIds = new Set([...emulator.ctx.estate.workspaces.values()].map((w) => w.id.toLowerCase()));
-  const isWorkspace = (id: string) => workspaceIds.has(id.toLowerCase());
-  const all = emulator.outages.all();
-  const windows = all.filter((o) => o.kind === "workspace");
-  const consumerOutages = all.filter((o) => o.kind !== "workspace");
-  const failures = emulator.outages.probeFailures;
-  const consumerFailures = failures.filter((f) => !isWorkspace(f.consumerId));
-  const workspaceFailures = failures.length - consumerFailures.length;
+  const { windows, consumerOutages, consumerFailures, workspaceFailures } = outagesOf(emulator);
   if (windows.length === 0) {
     lines.push("Workspace key windows: none (every workspace held a live key throughout)");
   } else {

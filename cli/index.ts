@@ -8,8 +8,8 @@ import {
   settingOption,
   type EmulatorCommandOptions,
 } from "./emulator";
-import { describeFailure } from "./errors";
-import { redactingIo } from "./io";
+import { EXIT_USAGE, describeFailure } from "./errors";
+import { NO_PROMPT, redactingIo, terminalPrompt, type Prompt } from "./io";
 import { collect } from "./request";
 import {
   DEFAULT_STATE_DIR,
@@ -24,15 +24,20 @@ import {
 import { DEFAULT_PORT, serve, type ServeOptions } from "./serve";
 import { status, type StatusOptions } from "./status";
 import { history } from "./history";
+import { packageVersion } from "./version";
 
 export function buildProgram(
   out: (text: string) => void,
   err: (text: string) => void,
   tty = false,
+  prompt: Prompt = NO_PROMPT,
 ): { program: Command; exitCode: () => number } {
   let code = 0;
+  // exitOverride: commander throws instead of exiting, and `main` maps its errors to exit 2. The
+  // settings are inherited by every command defined below.
   const program = new Command("keyturn")
     .description("Rotate the storage account keys behind Azure Machine Learning workspaces without downtime.")
+    .version(packageVersion(), "-V, --version", "print keyturn's version")
     .exitOverride()
     .configureOutput({ writeOut: out, writeErr: err });
 
@@ -64,7 +69,7 @@ export function buildProgram(
       code = await runEmulator(out, opts);
     });
 
-  const io = redactingIo(out, err, tty);
+  const io = redactingIo(out, err, tty, prompt);
   const stateDir = [
     "--state-dir <dir>",
     `where rotations are checkpointed (default ${DEFAULT_STATE_DIR} in the current directory)`,
@@ -101,7 +106,11 @@ export function buildProgram(
         "Show what a rotation would do (a dry run: nothing is written). Default scope: every subscription.",
       ),
   )
-    .option("--format <format>", "table, json or mermaid (the storage account → consumer graph)", "table")
+    .option(
+      "--format <format>",
+      "table, json or mermaid (the storage account → consumer graph) (default: table)",
+    )
+    .option("--json", "print the plan as JSON on stdout (the same as --format json)")
     .option("--grace <duration>", "grace period to plan with: 0, 90s, 60m, 1h30m (default 60m)")
     .option("--force", "plan to rotate keys younger than the minimum age too")
     .option(...verbose)
@@ -122,6 +131,10 @@ export function buildProgram(
     )
     .option("--force", "rotate keys younger than the minimum age too (the keyturn:skip tag still wins)")
     .option("--json", "print exactly one JSON report on stdout (progress goes to stderr)")
+    .option(
+      "-y, --yes",
+      "do not ask before rotating the whole default scope (asked only when stdin and stdout are terminals)",
+    )
     .option(...stateDir)
     .option(...verbose)
     .action(async (opts: RotateOptions) => {
@@ -179,27 +192,35 @@ export function buildProgram(
   program
     .command("demo")
     .description("Rotate the demo estate on the embedded emulator with its consumers running, and report.")
+    .option("--json", "print the outcome as one JSON document on stdout (the rest goes to stderr)")
     .option(...verbose)
-    .action(async (opts: { verbose?: boolean }) => {
-      code = await demo(io, { verbose: opts.verbose === true });
+    .action(async (opts: { verbose?: boolean; json?: boolean }) => {
+      code = await demo(io, { verbose: opts.verbose === true, json: opts.json === true });
     });
 
   return { program, exitCode: () => code };
 }
 
-/** Runs the CLI; resolves to the process exit code. */
+/**
+ * Runs the CLI; resolves to the process exit code. Everything it reads or writes besides files and
+ * the network comes in here: the output streams, whether stderr is a terminal, and the prompt (stdin
+ * and stdout; `terminalPrompt` decides whether they are terminals).
+ */
 export async function main(
   argv: string[],
   out: (text: string) => void = (t) => process.stdout.write(t),
   err: (text: string) => void = (t) => process.stderr.write(t),
   tty: boolean = process.stderr.isTTY === true,
+  prompt: Prompt = terminalPrompt(),
 ): Promise<number> {
-  const { program, exitCode } = buildProgram(out, err, tty);
+  const { program, exitCode } = buildProgram(out, err, tty, prompt);
   try {
     await program.parseAsync(argv);
     return exitCode();
   } catch (e) {
-    if (e instanceof CommanderError) return e.exitCode;
+    // commander has printed its message (unknown option or command, missing or excess argument, bad
+    // value). --help and --version end with exit code 0; everything else it reports is a usage error.
+    if (e instanceof CommanderError) return e.exitCode === 0 ? 0 : EXIT_USAGE;
     const failure = describeFailure(e, process.env.KEYTURN_DEBUG !== undefined);
     err(`keyturn: ${failure.message}\n`);
     return failure.exitCode;

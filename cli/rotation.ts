@@ -13,12 +13,13 @@ import {
 } from "../shared/rotation";
 import { CliError, EXIT_FAILURE, EXIT_INTERRUPTED, usageError } from "./errors";
 import { createHost } from "./host";
-import { acquireStateLock } from "./statelock";
+import { acquireStateLock, untilDeadRequestsSettle, type StateLock } from "./statelock";
+import { armTimeoutMs } from "../shared/azure/pacing";
 import { onSignal, type Io } from "./io";
 import { ProgressView } from "./progress";
 import { renderMermaid } from "./render";
-import { buildRotateInput, parseGrace, type ScopeOptions } from "./request";
-import { preflight, recordTarget, recordedTarget, useTarget } from "./target";
+import { buildRotateInput, parseGrace, scopeFromOptions, type ScopeOptions } from "./request";
+import { preflight, recordTarget, recordedTarget, useTarget, type Target } from "./target";
 
 export const DEFAULT_STATE_DIR = ".keyturn/state";
 
@@ -31,7 +32,10 @@ export interface CommonOptions {
 }
 
 export interface PlanOptions extends ScopeOptions, CommonOptions {
+  /** table (the default), json or mermaid. */
   format?: string;
+  /** The same as `--format json`, the spelling every other command takes. */
+  json?: boolean;
   grace?: string;
   force?: boolean;
 }
@@ -41,6 +45,8 @@ export interface RotateOptions extends ScopeOptions, CommonOptions {
   force?: boolean;
   json?: boolean;
   stateDir?: string;
+  /** Rotate the whole default scope without asking, even on a terminal. */
+  yes?: boolean;
 }
 
 export interface ResumeOptions extends CommonOptions {
@@ -77,9 +83,12 @@ export function describeScope(scope: RotationScope): string {
 
 /** `keyturn plan`: a dry run through the local host, in memory; nothing is written anywhere. */
 export async function plan(io: Io, options: PlanOptions): Promise<number> {
-  const format = options.format ?? "table";
+  const format = options.format ?? (options.json ? "json" : "table");
   if (!(FORMATS as readonly string[]).includes(format)) {
     throw usageError(`--format "${format}": use ${FORMATS.join(", ")}`);
+  }
+  if (options.json && format !== "json") {
+    throw usageError(`--json and --format "${format}" contradict each other: pass one of them`);
   }
   const graceSeconds = parseGrace(options.grace);
   const target = useTarget(options.connectionFile);
@@ -111,9 +120,14 @@ export async function rotate(io: Io, options: RotateOptions): Promise<number> {
   const target = useTarget(options.connectionFile);
   await preflight(target);
   const input = await buildRotateInput({ ...options, graceSeconds }, target, false);
+  // No scope option rotates everything the identity sees: on a terminal, say so and ask first.
+  if (scopeFromOptions(options) === undefined && options.yes !== true && io.prompt.interactive) {
+    await confirmDefaultScope(io, input.scope, target);
+  }
   const stateDir = stateDirOf(options.stateDir);
   const id = scopeInstanceId(input.scope);
   const release = acquireStateLock(stateDir, "rotate");
+  await settleDeadRequests(io, release);
   const host = createHost(io, { stateDir, verbose: options.verbose === true });
   try {
     const existing = host.durable.getStatus(id);
@@ -143,13 +157,44 @@ export async function rotate(io: Io, options: RotateOptions): Promise<number> {
   }
 }
 
+/** How many subscriptions the question lists by id before it only counts the rest. */
+const LISTED_SUBSCRIPTIONS = 10;
+
+/**
+ * The question `rotate` asks before rotating the whole default scope on a terminal. Anything but y
+ * or yes (an empty line, end of input, Ctrl+C) aborts with a usage error (exit 2): nothing was
+ * started, and the remedy is on the command line (a scope option, or --yes).
+ */
+export async function confirmDefaultScope(io: Io, scope: RotationScope, target: Target): Promise<void> {
+  const subscriptions = scope.subscriptions ?? [];
+  const n = subscriptions.length;
+  const listed = subscriptions.slice(0, LISTED_SUBSCRIPTIONS).map((s) => `  ${s}\n`);
+  if (n > LISTED_SUBSCRIPTIONS) listed.push(`  ... and ${n - LISTED_SUBSCRIPTIONS} more\n`);
+  const where = target.kind === "emulator" ? `the emulator of ${target.connectionFile}` : "Azure";
+  const answer = await io.prompt.ask(
+    `No scope option given: keyturn will rotate the keys of every storage account in the ${n} ` +
+      `subscription${n === 1 ? "" : "s"} your identity sees on ${where}:\n${listed.join("")}` +
+      `(--storage-account, --workspace, --resource-group or --subscription rotate less; --yes skips this question)\n` +
+      `Continue? [y/N] `,
+  );
+  if (!/^\s*y(es)?\s*$/i.test(answer ?? "")) {
+    throw usageError(
+      "aborted: nothing was rotated. Name a scope (--storage-account, --workspace, --resource-group, " +
+        "--subscription), or pass --yes to rotate every subscription without this question",
+    );
+  }
+}
+
 /** `keyturn resume`: continues every unfinished rotation in the state dir from its persisted history. */
 export async function resume(io: Io, options: ResumeOptions): Promise<number> {
   const stateDir = stateDirOf(options.stateDir);
-  if (!existsSync(stateDir)) {
-    io.err(`Nothing to resume: ${stateDir} does not exist (no rotation was started with it).\n`);
+  // With --json, nothing to resume is an empty array: stdout always holds one JSON document.
+  const nothing = (why: string) => {
+    io.err(`Nothing to resume: ${why}.\n`);
+    if (options.json) io.out("[]\n");
     return 0;
-  }
+  };
+  if (!existsSync(stateDir)) return nothing(`${stateDir} does not exist (no rotation was started with it)`);
   const recorded = recordedTarget(stateDir);
   if (
     options.connectionFile !== undefined &&
@@ -161,15 +206,13 @@ export async function resume(io: Io, options: ResumeOptions): Promise<number> {
     );
   }
   const release = acquireStateLock(stateDir, "resume");
+  await settleDeadRequests(io, release);
   const host = createHost(io, { stateDir, verbose: options.verbose === true });
   try {
     // The store is read when the host is made; nothing runs until resume(), so this costs nothing.
     const unfinished = host.durable.list().filter((s) => !isTerminal(s.runtimeStatus));
     if (unfinished.length === 0) {
-      io.err(
-        `Nothing to resume: every rotation in ${stateDir} has finished (\`keyturn status\` lists them).\n`,
-      );
-      return 0;
+      return nothing(`every rotation in ${stateDir} has finished (\`keyturn status\` lists them)`);
     }
     const target = useTarget(options.connectionFile ?? recorded?.connectionFile);
     await preflight(target);
@@ -189,6 +232,16 @@ export async function resume(io: Io, options: ResumeOptions): Promise<number> {
     await host.stop();
     release();
   }
+}
+
+/** Waits, saying why, until requests of a dead process whose lock was taken over can no longer land. */
+export async function settleDeadRequests(io: Io, lock: StateLock): Promise<void> {
+  const ms = untilDeadRequestsSettle(lock, armTimeoutMs());
+  if (ms <= 0 || !lock.takenOver) return;
+  io.err(
+    `keyturn: the keyturn process ${lock.takenOver.pid} that used this state directory died; waiting ${Math.ceil(ms / 1000)} s until requests it may have had in flight can no longer land (KEYTURN_ARM_TIMEOUT_SECONDS)\n`,
+  );
+  await new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 /**

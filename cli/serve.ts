@@ -3,7 +3,7 @@ import { CliError, usageError } from "./errors";
 import { createHost } from "./host";
 import { acquireStateLock } from "./statelock";
 import { onSignal, type Io } from "./io";
-import { stateDirOf } from "./rotation";
+import { settleDeadRequests, stateDirOf } from "./rotation";
 import { preflight, recordTarget, useTarget } from "./target";
 
 export interface ServeOptions {
@@ -35,6 +35,7 @@ export async function serve(io: Io, options: ServeOptions): Promise<number> {
   await preflight(target);
   const stateDir = stateDirOf(options.stateDir);
   const release = acquireStateLock(stateDir, "serve");
+  await settleDeadRequests(io, release);
   const host = createHost(io, {
     stateDir,
     verbose: options.verbose === true,

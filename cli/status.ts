@@ -5,6 +5,7 @@ import { ORCHESTRATOR, type RotateAllInput } from "../shared/activities/contract
 import { formatDuration, renderReport, type AccountExecution } from "../shared/rotation";
 import type { RotationProgress } from "../functions/orchestrators/rotateAll";
 import {
+  isHeld,
   isPaused,
   type AccountProgress,
   type RotateStorageAccountInput,
@@ -237,6 +238,7 @@ export function summarize(entry: Entry): string {
     if (status.runtimeStatus === "Completed" && status.output) {
       const output = status.output as RotateStorageAccountOutput;
       if (isPaused(output)) return `${account} in its grace until ${shortTime(output.until)}`;
+      if (isHeld(output)) return oneLine(`${account} skipped: ${output.reason}`);
       const execution: AccountExecution = output;
       return oneLine(`${account} ${execution.outcome}${execution.reason ? `: ${execution.reason}` : ""}`);
     }

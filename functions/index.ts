@@ -49,6 +49,8 @@ activity(ACTIVITY.regenerateKey, activities.regenerateKey);
 activity(ACTIVITY.moveAndVerify, activities.moveAndVerify);
 activity(ACTIVITY.recordRotation, recordRotation);
 activity(ACTIVITY.findLateDatastores, activities.findLateDatastores);
+activity(ACTIVITY.lockAccount, activities.lockAccount);
+activity(ACTIVITY.unlockAccount, activities.unlockAccount);
 
 df.app.client.http("startRotation", {
   route: "rotations",

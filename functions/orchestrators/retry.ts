@@ -1,5 +1,6 @@
 import * as df from "durable-functions";
 import type { OrchestrationContext, Task } from "durable-functions";
+import { DEFAULT_ARM_TIMEOUT_SECONDS } from "../../shared/azure/pacing";
 
 /**
  * The SDKs already retry throttling and 5xx three times; an activity that still fails gets one more
@@ -12,6 +13,15 @@ export const ACTIVITY_RETRY = (() => {
   options.backoffCoefficient = 2;
   return options;
 })();
+
+/**
+ * A regeneration whose activity failed may have a request still on its way (the worker died with it in
+ * flight, I4): the one retry waits until that request can no longer land, so the retry's read of the
+ * keys sees whatever it did.
+ */
+export function regenerateRetry(armTimeoutSeconds = DEFAULT_ARM_TIMEOUT_SECONDS): df.RetryOptions {
+  return new df.RetryOptions((armTimeoutSeconds + 5) * 1000, 2);
+}
 
 /** The message of a failed task, which the Durable runtime may wrap; never includes key values (activities redact). */
 export function errorMessage(error: unknown): string {

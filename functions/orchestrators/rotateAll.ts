@@ -7,7 +7,9 @@ import {
   buildConsumerGraph,
   DEFAULT_PARALLELISM,
   MAX_PARALLELISM,
+  inProgressReport,
   isAccountInScope,
+  lockHoldSeconds,
   planAccount,
   planViolations,
   unattachedReports,
@@ -26,8 +28,12 @@ import {
   type DiscoverWorkspaceOutput,
   type ListSubscriptionsOutput,
   type RotateAllInput,
+  type Metered,
+  type SnapshotAccountInput,
   type SnapshotAccountOutput,
+  type UnlockAccountInput,
 } from "../../shared/activities/contracts";
+import { heldReason } from "./rotateStorageAccount";
 import { assignLanes, type RotateLaneInput } from "./rotateLane";
 import { ACTIVITY_RETRY, all, errorMessage, settle } from "./retry";
 
@@ -86,21 +92,34 @@ export const rotateAll: OrchestrationHandler = function* (context: Orchestration
   );
   const workspaces = found.flatMap((f) => f.workspaces);
   // Key Vault is not ARM: its secrets are read while the workspaces' datastores are.
-  const [secrets, ...perWorkspace] = yield* all<DiscoverSecretsOutput | DiscoverWorkspaceOutput>(context, [
-    context.df.callActivityWithRetry(ACTIVITY.discoverSecrets, ACTIVITY_RETRY, { salt: rotationId }),
-    ...workspaces.map((workspace) =>
-      context.df.callActivityWithRetry(ACTIVITY.discoverWorkspace, ACTIVITY_RETRY, {
-        workspace,
-        salt: rotationId,
-      }),
-    ),
-  ]);
-  if (!secrets) throw new Error("discoverSecrets returned nothing");
-  armCalls += sum(found) + sum(perWorkspace) + secrets.armCalls;
+  const secretsTask = context.df.callActivityWithRetry(ACTIVITY.discoverSecrets, ACTIVITY_RETRY, {
+    salt: rotationId,
+  });
+  const workspaceTasks = workspaces.map((workspace) =>
+    context.df.callActivityWithRetry(ACTIVITY.discoverWorkspace, ACTIVITY_RETRY, {
+      workspace,
+      salt: rotationId,
+    }),
+  );
+  yield* settle(context, [secretsTask, ...workspaceTasks]);
+  // Where consumers could not be listed: any account may have one there, so no account is rotated.
+  const unseen: string[] = [];
+  const seen = <T extends DiscoverSecretsOutput | DiscoverWorkspaceOutput>(task: Task, where: string) => {
+    if (task.isCompleted && !task.isFaulted) return [task.result as T];
+    unseen.push(
+      `${where} could not be listed (${task.isFaulted ? errorMessage(task.result) : "did not finish"})`,
+    );
+    return [];
+  };
+  const secrets = seen<DiscoverSecretsOutput>(secretsTask, "the Key Vault secrets keyturn publishes to");
+  const perWorkspace = workspaceTasks.flatMap((task, i) =>
+    seen<DiscoverWorkspaceOutput>(task, `the datastores of workspace ${workspaces[i]!.name}`),
+  );
+  armCalls += sum(found) + sum(perWorkspace) + sum(secrets);
   const consumers: Consumer[] = [
     ...found.flatMap((f) => f.consumers),
     ...perWorkspace.flatMap((w) => w.consumers),
-    ...secrets.consumers,
+    ...secrets.flatMap((s) => s.consumers),
   ];
 
   status.phase = "planning";
@@ -119,11 +138,15 @@ export const rotateAll: OrchestrationHandler = function* (context: Orchestration
   const withConsumers = graph.accounts.filter(
     (node) => node.consumers.length > 0 && !node.account.sharedKeyAccessDisabled,
   );
+  // A rotation takes each account's lock with the keys its snapshot reads: plans are made from keys
+  // no other rotation can change meanwhile. A plan (dry run) takes none.
+  const lock = input.dryRun ? {} : { lock: { rotationId, holdSeconds: lockHoldSeconds(input.graceSeconds) } };
   const snapshotTasks = withConsumers.map((node) =>
     context.df.callActivityWithRetry(ACTIVITY.snapshotAccount, ACTIVITY_RETRY, {
       accountId: node.account.id,
       salt: rotationId,
-    }),
+      ...lock,
+    } satisfies SnapshotAccountInput),
   );
   // One account whose keys cannot be read (a lock, a missing permission) fails alone.
   yield* settle(context, snapshotTasks);
@@ -135,27 +158,37 @@ export const rotateAll: OrchestrationHandler = function* (context: Orchestration
     force: input.force,
   };
   const results: AccountPlanResult[] = keyless.map((node) => planAccount(node, policy));
-  results.push(
-    ...withConsumers.map((node, i): AccountPlanResult => {
-      const task = snapshotTasks[i]!;
-      if (task.isFaulted || !task.isCompleted) {
-        return {
-          action: "fail",
-          account: accountRef(node.account),
-          reason: `its keys could not be read: ${errorMessage(task.result)}`,
-          consumers: node.consumers.map(consumerRef),
-        };
-      }
-      const snapshot = task.result as SnapshotAccountOutput;
-      armCalls += snapshot.armCalls;
-      const planned: AccountNode = { account: snapshot.account, consumers: node.consumers };
-      return planAccount(planned, policy);
-    }),
-  );
-
   const reports: AccountReport[] = [];
+  /** Accounts whose lock this rotation holds, and until when. */
+  const locked = new Map<string, string | undefined>();
+  withConsumers.forEach((node, i) => {
+    const task = snapshotTasks[i]!;
+    if (task.isFaulted || !task.isCompleted) {
+      results.push({
+        action: "fail",
+        account: accountRef(node.account),
+        reason: `its keys could not be read: ${errorMessage(task.result)}`,
+        consumers: node.consumers.map(consumerRef),
+      });
+      return;
+    }
+    const snapshot = task.result as SnapshotAccountOutput;
+    armCalls += snapshot.armCalls;
+    if (snapshot.lock && !snapshot.lock.acquired) {
+      const report = inProgressReport(accountRef(node.account), heldReason(snapshot.lock));
+      reports.push(report);
+      status.accounts[report.name] = report.outcome;
+      return;
+    }
+    if (snapshot.lock && snapshot.lock.unlocked === undefined)
+      locked.set(node.account.id, snapshot.lock.expiresAt);
+    const planned: AccountNode = { account: snapshot.account, consumers: node.consumers };
+    results.push(planAccount(planned, policy));
+  });
+
   const toRotate: Extract<AccountPlanResult, { action: "rotate" }>[] = [];
-  for (const result of results) {
+  for (const planned of results) {
+    const result = unseen.length > 0 ? blind(planned, unseen) : planned;
     if (result.action === "rotate" && !input.dryRun) {
       const violations = planViolations(result.plan);
       if (violations.length > 0) {
@@ -178,6 +211,21 @@ export const rotateAll: OrchestrationHandler = function* (context: Orchestration
     }
   }
 
+  // Locked for a rotation that is not happening (skipped, failed plan): let go at once.
+  const rotating = new Set(toRotate.map((r) => r.plan.account.id));
+  const unlocks = [...locked.keys()]
+    .filter((id) => !rotating.has(id))
+    .map((accountId) =>
+      context.df.callActivity(ACTIVITY.unlockAccount, {
+        accountId,
+        rotationId,
+        key: "key1",
+      } satisfies UnlockAccountInput),
+    );
+  yield* settle(context, unlocks);
+  for (const task of unlocks)
+    if (task.isCompleted && !task.isFaulted) armCalls += (task.result as Metered).armCalls;
+
   status.phase = "rotating";
   context.df.setCustomStatus(publishable(status));
   // Starters validate it; the durable webhook does not, and 0 or NaN here would hang or drop accounts.
@@ -193,7 +241,17 @@ export const rotateAll: OrchestrationHandler = function* (context: Orchestration
   const laneTasks = lanes.map((accounts, i) =>
     context.df.callSubOrchestrator(
       ORCHESTRATOR.rotateLane,
-      { rotationId, accounts } satisfies RotateLaneInput,
+      {
+        rotationId,
+        accounts,
+        ...(input.armTimeoutSeconds !== undefined ? { armTimeoutSeconds: input.armTimeoutSeconds } : {}),
+        lockedUntil: Object.fromEntries(
+          accounts.flatMap((r) => {
+            const until = locked.get(r.plan.account.id);
+            return until !== undefined ? [[r.plan.account.id, until]] : [];
+          }),
+        ),
+      } satisfies RotateLaneInput,
       `${context.df.instanceId}:lane-${i}`,
     ),
   );
@@ -232,6 +290,20 @@ export const rotateAll: OrchestrationHandler = function* (context: Orchestration
   context.df.setCustomStatus({ ...publishable(status), discoveryArmCalls: armCalls });
   return { ...report, discoveryArmCalls: armCalls };
 };
+
+/**
+ * A rotation planned without seeing every consumer would leave one it missed on a dead key (I1): it
+ * becomes a failure that names what could not be listed. Skips stay skips; nothing is written.
+ */
+function blind(result: AccountPlanResult, unseen: readonly string[]): AccountPlanResult {
+  if (result.action !== "rotate") return result;
+  return {
+    action: "fail",
+    account: result.plan.account,
+    reason: `not rotated, nothing written: ${unseen.join("; ")}, and a consumer of this account missed there would be left on a dead key. Fix that access and run keyturn again.`,
+    consumers: result.plan.consumers,
+  };
+}
 
 function sum(outputs: { armCalls: number }[]): number {
   return outputs.reduce((n, o) => n + o.armCalls, 0);

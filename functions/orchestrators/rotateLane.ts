@@ -9,6 +9,7 @@ import {
 } from "../../shared/rotation";
 import { ORCHESTRATOR } from "../../shared/activities/contracts";
 import {
+  isHeld,
   isPaused,
   type RotateStorageAccountInput,
   type RotateStorageAccountOutput,
@@ -20,6 +21,9 @@ type ToRotate = Extract<AccountPlanResult, { action: "rotate" }>;
 export interface RotateLaneInput {
   rotationId: string;
   accounts: ToRotate[];
+  armTimeoutSeconds?: number;
+  /** When each account's lock, taken by its snapshot, runs out (by account id). */
+  lockedUntil?: Record<string, string>;
 }
 
 /**
@@ -32,7 +36,8 @@ export interface RotateLaneInput {
  * (Azure/azure-functions-durable-js#574): every compound task here holds only tasks never yielded before.
  */
 export const rotateLane: OrchestrationHandler = function* (context: OrchestrationContext) {
-  const { rotationId, accounts } = context.df.getInput<RotateLaneInput>();
+  const { rotationId, accounts, armTimeoutSeconds, lockedUntil } = context.df.getInput<RotateLaneInput>();
+  const timeout = armTimeoutSeconds !== undefined ? { armTimeoutSeconds } : {};
   const reports: AccountReport[] = [];
   const inGrace: { r: ToRotate; task: Task; scheduled: boolean }[] = [];
   const start = (r: ToRotate, input: RotateStorageAccountInput) =>
@@ -43,7 +48,14 @@ export const rotateLane: OrchestrationHandler = function* (context: Orchestratio
     );
 
   for (const r of accounts) {
-    const work = start(r, { plan: r.plan, rotationId, yieldAtGrace: true });
+    const until = lockedUntil?.[r.plan.account.id];
+    const work = start(r, {
+      plan: r.plan,
+      rotationId,
+      yieldAtGrace: true,
+      ...timeout,
+      ...(until !== undefined ? { lockedUntil: until } : {}),
+    });
     // The previous account's grace run is scheduled together with this account's work: both new tasks.
     const unscheduled = inGrace.find((g) => !g.scheduled);
     if (unscheduled) {
@@ -53,11 +65,18 @@ export const rotateLane: OrchestrationHandler = function* (context: Orchestratio
     yield* quietly(work);
     const output = outcomeOf(work);
     if ("busy" in output) {
-      reports.push(inProgressReport(r.plan.account, accountInstanceId(r.plan.account.id)));
+      reports.push(
+        inProgressReport(
+          r.plan.account,
+          `another rotation of this account is running (${accountInstanceId(r.plan.account.id)})`,
+        ),
+      );
+    } else if (isHeld(output)) {
+      reports.push(inProgressReport(r.plan.account, output.reason, output.armCalls));
     } else if (isPaused(output)) {
       inGrace.push({
         r,
-        task: start(r, { plan: r.plan, rotationId, resume: output.state }),
+        task: start(r, { plan: r.plan, rotationId, resume: output.state, ...timeout }),
         scheduled: false,
       });
     } else {
@@ -68,7 +87,7 @@ export const rotateLane: OrchestrationHandler = function* (context: Orchestratio
     yield* quietly(g.task);
     const output = outcomeOf(g.task);
     reports.push(
-      "busy" in output || isPaused(output)
+      "busy" in output || isPaused(output) || isHeld(output)
         ? accountReport(g.r, {
             outcome: "failed",
             reason: "its grace run did not finish",

@@ -15,6 +15,7 @@ import type {
   VerifiedDatastore,
 } from "../rotation";
 import type { KeyturnConfig } from "../config";
+import { armTimeoutMs } from "../azure/pacing";
 
 /**
  * What crosses the orchestration boundary: names, ids and fingerprints, never key values (I3).
@@ -30,6 +31,8 @@ export const ACTIVITY = {
   moveAndVerify: "moveAndVerify",
   recordRotation: "recordRotation",
   findLateDatastores: "findLateDatastores",
+  lockAccount: "lockAccount",
+  unlockAccount: "unlockAccount",
 } as const;
 
 export const ORCHESTRATOR = {
@@ -90,10 +93,49 @@ export interface DiscoverSecretsOutput extends Metered {
 export interface SnapshotAccountInput {
   accountId: string;
   salt: string;
+  /**
+   * For a rotation (not a plan): take the account lock with the keys the snapshot reads, so the plan
+   * is made from keys no other rotation can change meanwhile, at no extra ARM call.
+   */
+  lock?: { rotationId: string; holdSeconds: number };
 }
 export interface SnapshotAccountOutput extends Metered {
   account: StorageAccountSnapshot;
+  lock?: AccountLockOutcome;
 }
+
+/**
+ * Takes the account lock again (or keeps it) when the hold the snapshot took may run out before the
+ * account's first write: the account waited long in its lane.
+ */
+export interface LockAccountInput {
+  accountId: string;
+  rotationId: string;
+  /** The key the lock is opened with first (the other is tried if the data plane refuses it). */
+  key: KeyName;
+  /** How long the rotation may go on from here without another write (its graces); margins are added. */
+  holdSeconds: number;
+}
+export type AccountLockOutcome =
+  | {
+      acquired: true;
+      /** When the hold runs out unless a step renews it (keyturn's own expiry, in the lock's metadata). */
+      expiresAt?: string;
+      /** A rotation whose expiry had passed (it died), whose lock was broken. */
+      tookOverFrom?: string;
+      /** Why no lock could be taken, when the account has no blob service to hold one. */
+      unlocked?: string;
+    }
+  | { acquired: false; holder: string; since?: string; expiresAt?: string };
+export type LockAccountOutput = Metered & AccountLockOutcome;
+
+export interface UnlockAccountInput {
+  accountId: string;
+  rotationId: string;
+  /** The key to open the lock with first (the other is tried if this one is refused). */
+  key: KeyName;
+}
+export type UnlockAccountOutput = Metered;
 
 export interface RegenerateKeyInput {
   accountId: string;
@@ -117,6 +159,10 @@ export interface MoveAndVerifyInput {
   lastKeySyncBefore: Record<string, string>;
   salt: string;
   rotationId: string;
+  /** How long the rotation may go on after this step: the lock's expiry moves on by this before any move. */
+  holdSeconds: number;
+  /** The rotation's last phase: let the account lock go once verified (a later round takes it again). */
+  releaseLock?: boolean;
 }
 export type MoveAndVerifyOutput = MoveAndVerifyResult;
 
@@ -142,6 +188,11 @@ export interface RotateAllInput {
   parallelism: number;
   trigger: "timer" | "http" | "cli";
   startedBy: string;
+  /**
+   * KEYTURN_ARM_TIMEOUT_SECONDS where the rotation was started: a regeneration is tried again only
+   * after a lost request of the failed try can no longer land. Absent in older inputs: 60.
+   */
+  armTimeoutSeconds?: number;
 }
 
 /** The one way a starter (HTTP, timer, CLI) turns a validated request and the settings into rotateAll's input. */
@@ -157,6 +208,7 @@ export function rotateAllInput(
     graceSeconds: request.graceSeconds,
     minKeyAgeDays: settings.minKeyAgeDays,
     parallelism: settings.parallelism,
+    armTimeoutSeconds: armTimeoutMs() / 1000,
     ...origin,
   };
 }

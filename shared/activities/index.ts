@@ -16,11 +16,10 @@ import {
 import { mapLimit } from "../concurrency";
 import type { KeyReader } from "../azure/storage";
 import type { DatastoreInfo } from "../azure/datastores";
-import type { KeyturnConfig } from "../config";
 import { AzureCallError, KeyturnError, scrubError } from "../errors";
 import { armTimeoutMs } from "../azure/pacing";
-import { countArmCalls, unreadSnapshot, type Azure } from "../azure";
-import type { AuditStore } from "../audit";
+import { unreadSnapshot } from "../azure";
+import { metered, sleep, type ActivityDeps } from "./deps";
 import type {
   DiscoverSecretsInput,
   DiscoverSecretsOutput,
@@ -40,32 +39,15 @@ import type {
   SnapshotAccountOutput,
 } from "./contracts";
 
-/**
- * The activities' work, each a few adapter calls. They read keys themselves (through
- * `storage.withKey`) and hand back fingerprints only (I3); every write is guarded by the fingerprints
- * the orchestrator passes in (I4), so a retried or replayed activity never writes twice.
- */
-export interface ActivityDeps {
-  azure: Azure;
-  config: KeyturnConfig;
-  audit: AuditStore;
-  /** How long a lost ARM request may still land (default: KEYTURN_ARM_TIMEOUT_SECONDS). */
-  armTimeoutMs?: () => number;
-}
+export type { ActivityDeps } from "./deps";
+export { lockAccount, unlockAccount } from "./lock";
+import { holdLock, releaseLock, takeLock } from "./lock";
 
 /** Thrown when a key no longer has the fingerprint the plan expects: something outside keyturn changed it. */
 export class KeyChangedError extends KeyturnError {}
 
 /** Calls in flight for one account or workspace; the ARM pacer sets the pace across them. */
 const PER_ACCOUNT_CONCURRENCY = 8;
-
-async function metered<T extends object>(
-  _deps: ActivityDeps,
-  work: () => Promise<T>,
-): Promise<T & { armCalls: number }> {
-  const { result, armCalls } = await countArmCalls(work);
-  return { ...result, armCalls };
-}
 
 /**
  * Every subscription the identity can see is searched for consumers, whatever the scope and whatever
@@ -197,60 +179,68 @@ export async function snapshotAccount(
   deps: ActivityDeps,
   input: SnapshotAccountInput,
 ): Promise<SnapshotAccountOutput> {
-  return metered(deps, async () => ({
-    account: await deps.azure.storage.snapshot(input.accountId, input.salt),
-  }));
+  return metered(deps, async () => {
+    const reader = deps.azure.storage.reader(input.accountId);
+    const account = await deps.azure.storage.snapshot(input.accountId, input.salt, reader);
+    if (!input.lock) return { account };
+    return { account, lock: await takeLock(deps, account, reader, input.lock) };
+  });
 }
 
 export async function regenerateKey(
   deps: ActivityDeps,
   input: RegenerateKeyInput,
 ): Promise<RegenerateKeyOutput> {
-  return metered(deps, async (): Promise<Omit<RegenerateKeyOutput, "armCalls">> => {
-    const { accountId, expect, keep, salt } = input;
-    const storage = deps.azure.storage;
-    // Azure's creation times let the guard cost a read; the fingerprints decide whenever they do not.
-    const times =
-      expect.creationTime !== undefined && keep.creationTime !== undefined
-        ? (await storage.getAccount(accountId)).keyCreationTime
-        : {};
-    let notLive: string | undefined;
-    let regeneratedAt: string | undefined;
-    const awaitLive = async (value: string): Promise<void> => {
-      regeneratedAt ??= new Date().toISOString();
-      notLive = await untilKeyWorks(deps, accountId, expect.key, value);
-    };
-    if (!creationTimesUnchanged(expect, keep, times)) {
-      const current = await storage.fingerprints(accountId, salt);
-      const decision = guardRegeneration(expect, keep, current);
-      // Done before a crash: Azure's record says when; the key may still be on its way to the data plane.
-      if (decision.action === "already-done") {
-        regeneratedAt = times[expect.key];
-        await storage.withKey(accountId, expect.key, awaitLive);
-      }
-      if (decision.action !== "regenerate")
-        return {
-          decision: decision.action,
-          reason: decision.reason,
-          keys: current,
-          creationTimes: times,
-          ...(notLive !== undefined ? { notLive } : {}),
-          ...(regeneratedAt !== undefined ? { regeneratedAt } : {}),
-        };
+  return metered(deps, () => regenerateGuarded(deps, input));
+}
+
+async function regenerateGuarded(
+  deps: ActivityDeps,
+  input: RegenerateKeyInput,
+): Promise<Omit<RegenerateKeyOutput, "armCalls">> {
+  const { accountId, expect, keep, salt } = input;
+  const storage = deps.azure.storage;
+  // Azure's creation times let the guard cost a read; the fingerprints decide whenever they do not.
+  const times =
+    expect.creationTime !== undefined && keep.creationTime !== undefined
+      ? (await storage.getAccount(accountId)).keyCreationTime
+      : {};
+  let notLive: string | undefined;
+  let regeneratedAt: string | undefined;
+  const awaitLive = async (value: string): Promise<void> => {
+    regeneratedAt ??= new Date().toISOString();
+    notLive = await untilKeyWorks(deps, accountId, expect.key, value);
+  };
+  if (!creationTimesUnchanged(expect, keep, times)) {
+    const current = await storage.fingerprints(accountId, salt);
+    const decision = guardRegeneration(expect, keep, current);
+    // Done before a crash: Azure's record says when; the key may still be on its way to the data plane.
+    if (decision.action === "already-done") {
+      regeneratedAt = times[expect.key];
+      await storage.withKey(accountId, expect.key, awaitLive);
     }
-    const keys = await regenerateOnce(deps, input, awaitLive);
-    let creationTimes = timesOf(keys);
-    // The next guard is a read only if the new key's creation time is known.
-    if (creationTimes[expect.key] === undefined)
-      creationTimes = (await storage.getAccount(accountId)).keyCreationTime;
-    return {
-      decision: "regenerate",
-      keys: fingerprintsOf(keys),
-      creationTimes,
-      ...(notLive !== undefined ? { notLive } : {}),
-      ...(regeneratedAt !== undefined ? { regeneratedAt } : {}),
-    };
-  });
+    if (decision.action !== "regenerate")
+      return {
+        decision: decision.action,
+        reason: decision.reason,
+        keys: current,
+        creationTimes: times,
+        ...(notLive !== undefined ? { notLive } : {}),
+        ...(regeneratedAt !== undefined ? { regeneratedAt } : {}),
+      };
+  }
+  const keys = await regenerateOnce(deps, input, awaitLive);
+  let creationTimes = timesOf(keys);
+  // The next guard is a read only if the new key's creation time is known.
+  if (creationTimes[expect.key] === undefined)
+    creationTimes = (await storage.getAccount(accountId)).keyCreationTime;
+  return {
+    decision: "regenerate",
+    keys: fingerprintsOf(keys),
+    creationTimes,
+    ...(notLive !== undefined ? { notLive } : {}),
+    ...(regeneratedAt !== undefined ? { regeneratedAt } : {}),
+  };
 }
 
 /** Tries of one regeneration whose earlier tries are known not to have landed. */
@@ -290,10 +280,6 @@ async function regenerateOnce(
 function outcomeUnknown(e: unknown): boolean {
   if (!(e instanceof AzureCallError)) return false;
   return e.statusCode === undefined || e.statusCode >= 500;
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 /** Waits between probes of a key just regenerated: short first, as most keys work within seconds. */
@@ -352,6 +338,9 @@ export async function moveAndVerify(
         }
         return value;
       };
+      const lock = { accountId, rotationId: input.rotationId, key: to.key, holdSeconds: input.holdSeconds };
+      // Still this rotation's account (a holder silent past its expiry loses it): checked before any move.
+      if (input.moves.length > 0 || input.releaseLock) await holdLock(deps, lock, keys);
       const written = input.moves.filter((m) => !isServiceChosen(m.consumer.kind));
       const chosen = input.moves.filter((m) => isServiceChosen(m.consumer.kind));
       const moveOne = (move: ConsumerMove) => moveConsumer(deps, input, move, target, keys);
@@ -366,7 +355,9 @@ export async function moveAndVerify(
       if (input.phase === "retireActive" && input.checks.length > 0) await targetUnchanged(deps, input, keys);
       const { observations, verified } = await verifyChecks(deps, input, target, keys);
       const current = keys.used ? await keys.fingerprints(salt) : input.keys;
-      return { moves, observations, current, verified };
+      // The last phase lets the lock go with the keys it read anyway (an unlock of its own costs a listKeys).
+      if (input.releaseLock) await releaseLock(deps, lock, keys);
+      return { moves, observations, current, verified, ...(input.releaseLock ? { lockReleased: true } : {}) };
     } catch (e) {
       throw keys.scrub(e);
     }

@@ -4,6 +4,7 @@ import { armClientOptions, type AdapterOptions, type ArmCallCounter, type CloudP
 import { ArmBatchAccounts, type BatchAccounts } from "./batch";
 import { ArmDatastores, type Datastores } from "./datastores";
 import { BlobDataPlaneProbe, type DataPlaneProbe, type ProbeOptions } from "./probe";
+import { BlobAccountLocks, type AccountLocks } from "./lock";
 import { KeyVaultSecretStore, type SecretStore } from "./secrets";
 import { ArmStorageKeys, type StorageKeys } from "./storage";
 import { ArmWorkspaces, type Workspaces } from "./workspaces";
@@ -18,6 +19,7 @@ export * from "./datastores";
 export * from "./batch";
 export * from "./secrets";
 export * from "./probe";
+export * from "./lock";
 
 /** Everything activities touch Azure through; fakes of these interfaces stand in for Azure in unit tests. */
 export interface Azure {
@@ -27,6 +29,8 @@ export interface Azure {
   batch: BatchAccounts;
   secrets: SecretStore;
   probe: DataPlaneProbe;
+  /** The account lock: a blob lease in each storage account (I5 across processes and machines). */
+  locks: AccountLocks;
   /** The subscriptions to work in (see `discoverSubscriptions`). */
   subscriptions(): Promise<string[]>;
   /** The profile's ARM request counter (shared by every adapter built from it). */
@@ -45,6 +49,7 @@ export function createAzure(profile: CloudProfile, options: CreateAzureOptions =
     batch: new ArmBatchAccounts(profile, options),
     secrets: new KeyVaultSecretStore(profile),
     probe: new BlobDataPlaneProbe(options.probe),
+    locks: new BlobAccountLocks(),
     subscriptions: () => discoverSubscriptions(profile, options),
     armCalls: profile.armCalls,
   };

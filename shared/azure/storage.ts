@@ -27,7 +27,8 @@ export interface StorageAccountInfo {
 export interface StorageKeys {
   listAccounts(subscriptionId: string): Promise<StorageAccountInfo[]>;
   getAccount(id: string): Promise<StorageAccountInfo>;
-  snapshot(id: string, salt: string): Promise<StorageAccountSnapshot>;
+  /** The account with its keys' fingerprints; `reader`, when given, reads the keys (and keeps them for the activity). */
+  snapshot(id: string, salt: string, reader?: KeyReader): Promise<StorageAccountSnapshot>;
   /** The keys' fingerprints alone: one call, for compare-and-swap guards right before a write. */
   fingerprints(id: string, salt: string): Promise<Record<KeyName, Fingerprint>>;
   /**
@@ -57,6 +58,8 @@ export interface StorageKeys {
 export interface KeyReader {
   value(keyName: KeyName): Promise<string>;
   fingerprints(salt: string): Promise<Record<KeyName, Fingerprint>>;
+  /** Fingerprints with the creation times listKeys reports (ARM's account properties may add more). */
+  snapshots(salt: string): Promise<Record<KeyName, KeySnapshot>>;
   /** Whether the keys were read (and so cost a call). */
   readonly used: boolean;
   scrub(error: unknown): Error;
@@ -103,9 +106,14 @@ export class ArmStorageKeys implements StorageKeys {
     return accountInfo(account);
   }
 
-  async snapshot(id: string, salt: string): Promise<StorageAccountSnapshot> {
-    const [account, keys] = await Promise.all([this.getAccount(id), this.listKeys(id)]);
-    const snapshots = keySnapshots(id, keys, salt, account.keyCreationTime);
+  async snapshot(id: string, salt: string, reader = this.reader(id)): Promise<StorageAccountSnapshot> {
+    const [account, listed] = await Promise.all([this.getAccount(id), reader.snapshots(salt)]);
+    const snapshots = { ...listed };
+    for (const name of ["key1", "key2"] as const) {
+      const time = account.keyCreationTime[name];
+      if (snapshots[name].creationTime === undefined && time !== undefined)
+        snapshots[name] = { ...snapshots[name], creationTime: time };
+    }
     const { keyCreationTime: _, ...rest } = account;
     return { ...rest, keys: snapshots };
   }
@@ -167,6 +175,7 @@ export class ArmStorageKeys implements StorageKeys {
         const snapshots = keySnapshots(id, await read(), salt, {});
         return { key1: snapshots.key1.fingerprint, key2: snapshots.key2.fingerprint };
       },
+      snapshots: async (salt) => keySnapshots(id, await read(), salt, {}),
       get used() {
         return keys !== undefined;
       },

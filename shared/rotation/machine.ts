@@ -113,6 +113,15 @@ const GONE = "deleted during the rotation: it holds no key any more";
  */
 export const MAX_LATE_ROUNDS = 2;
 
+/**
+ * How long an account's rotation may go on after any of its steps without writing again: the grace,
+ * and the late rounds' graces of their own. The account lock's expiry is pushed on by this (plus the
+ * activities' margins) at every step, so a holder silent for longer has died.
+ */
+export function lockHoldSeconds(graceSeconds: number): number {
+  return graceSeconds * (MAX_LATE_ROUNDS + 2);
+}
+
 export interface FindLateResult {
   datastores: LateDatastore[];
   armCalls: number;
@@ -135,6 +144,8 @@ export interface MoveAndVerifyResult {
   current: Record<KeyName, Fingerprint>;
   /** Datastores verified now, for the checks after the grace. */
   verified: Record<string, VerifiedDatastore>;
+  /** The account lock was let go at the end (the rotation's last phase). */
+  lockReleased?: true;
   armCalls: number;
 }
 

@@ -193,16 +193,16 @@ export function accountReport(result: AccountPlanResult, execution?: AccountExec
 }
 
 /** An account another rotation holds (invariant I5): not done, so not a success. */
-export function inProgressReport(account: AccountRef, instanceId: string): AccountReport {
+export function inProgressReport(account: AccountRef, reason: string, armCalls = 0): AccountReport {
   return {
     ...header(account),
     outcome: "skipped",
     skipCode: "in-progress",
-    reason: `another rotation of this account is running (${instanceId})`,
+    reason,
     consumers: [],
     graceSeconds: 0,
     durationMs: 0,
-    armCalls: 0,
+    armCalls,
     outages: [],
   };
 }

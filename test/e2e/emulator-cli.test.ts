@@ -105,7 +105,7 @@ describe("keyturn emulator, from the command line", () => {
 
   it("rejects an unknown estate with a message that names the fix", async () => {
     await expect(run(process.execPath, [bin, "emulator", "--estate", "huge"])).rejects.toMatchObject({
-      code: 1,
+      code: 2,
       stderr: expect.stringContaining("large:<accounts>x<datastoresPerAccount>") as unknown,
     });
   });

@@ -59,3 +59,34 @@ describe("a plain rerun after the key consumers hold was regenerated behind keyt
     expect(report.accounts[0]!.reason).not.toContain("healed");
   });
 });
+
+describe("a Key Vault that cannot be listed during discovery", () => {
+  it("fails every account it would rotate, naming the vault, and writes nothing", async () => {
+    const before = regenerationCounts(rig.emulator);
+    await admin(rig.emulator, "POST", "/faults", {
+      operation: "keyVault.listSecrets",
+      count: 1000,
+      action: { type: "status", status: 403, code: "Forbidden", message: "Caller is not authorized" },
+    });
+    try {
+      const { report } = await rig.rotate(
+        { storageAccounts: ["stmlresearch", "stmlbatch"] },
+        { force: true },
+      );
+      expect(report.accounts.map((a) => [a.name, a.outcome])).toEqual([
+        ["stmlbatch", "failed"],
+        ["stmlresearch", "failed"],
+      ]);
+      for (const account of report.accounts) {
+        expect(account.reason).toMatch(
+          /nothing written: the Key Vault secrets keyturn publishes to could not be listed/,
+        );
+        expect(account.reason).toContain("403");
+      }
+      expect(exitCode(report)).not.toBe(0);
+      expect(regenerationCounts(rig.emulator)).toEqual(before);
+    } finally {
+      await admin(rig.emulator, "DELETE", "/faults");
+    }
+  });
+});

@@ -1,8 +1,8 @@
 import { spawn, spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { LOCK_FILE, acquireStateLock } from "../../../cli/statelock";
+import { LOCK_FILE, acquireStateLock, untilDeadRequestsSettle } from "../../../cli/statelock";
 import { CliError } from "../../../cli/errors";
 
 /** One keyturn process per state directory: rotate, resume and serve exclude each other. */
@@ -54,5 +54,41 @@ describe("the state directory's lock", () => {
       command: "resume",
     });
     release();
+  });
+
+  it("after taking over a dead holder, waits out the deadline of requests it sent when last alive", () => {
+    const gone = spawnSync(process.execPath, ["-e", "0"]);
+    holdAs(gone.pid, "rotate");
+    const lastAlive = new Date(Date.now() - 2_000);
+    utimesSync(join(dir, LOCK_FILE), lastAlive, lastAlive);
+    const release = acquireStateLock(dir, "resume");
+    try {
+      expect(release.takenOver?.pid).toBe(gone.pid);
+      const now = lastAlive.getTime() + 2_000;
+      // Last alive 2 s ago, a 5 s deadline and the 1 s heartbeat: 4 s to go.
+      expect(untilDeadRequestsSettle(release, 5_000, now)).toBe(4_000);
+      expect(untilDeadRequestsSettle(release, 5_000, now + 60_000)).toBe(0);
+    } finally {
+      release();
+    }
+  });
+
+  it("has nothing to wait for when no dead holder was taken over", () => {
+    const release = acquireStateLock(dir, "rotate");
+    expect(untilDeadRequestsSettle(release, 60_000)).toBe(0);
+    release();
+  });
+
+  it("is touched while held, so its time says when the holder was last alive", async () => {
+    const release = acquireStateLock(dir, "serve");
+    try {
+      const old = new Date(Date.now() - 60_000);
+      utimesSync(join(dir, LOCK_FILE), old, old);
+      await new Promise((r) => setTimeout(r, 1_500));
+      const { mtimeMs } = statSync(join(dir, LOCK_FILE));
+      expect(mtimeMs).toBeGreaterThan(Date.now() - 5_000);
+    } finally {
+      release();
+    }
   });
 });
