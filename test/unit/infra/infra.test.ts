@@ -1,6 +1,7 @@
 import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { dirname, join, relative } from "node:path";
 import { EVENT_CATALOGUE, METRIC_CATALOGUE, redactText } from "../../../shared/telemetry";
+import { DEFAULT_ARM_TIMEOUT_SECONDS } from "../../../shared/azure/pacing";
 import { problems, references } from "./kql";
 import { withPlaceholdersReplaced } from "./queries";
 
@@ -410,5 +411,19 @@ describe("azd, CI and docs", () => {
     const doc = read("docs/deploy.md");
     const undocumented = settings.map((s) => s.name).filter((n) => !doc.includes(`\`${n}\``));
     expect(undocumented).toEqual([]);
+  });
+});
+
+describe("host.json", () => {
+  const host = JSON.parse(readFileSync(join(__dirname, "..", "..", "..", "host.json"), "utf8")) as {
+    extensions: { durableTask: { storageProvider: { workItemQueueVisibilityTimeout?: string } } };
+  };
+
+  it("keeps a dead worker's activity from running again until its ARM requests can no longer land", () => {
+    const timeout = host.extensions.durableTask.storageProvider.workItemQueueVisibilityTimeout ?? "";
+    const [h, m, s] = timeout.split(":").map(Number) as [number, number, number];
+    // A regeneration sent just before the worker died may land until its deadline; the activity's
+    // re-run reads the keys first and must see it (I4).
+    expect(h * 3600 + m * 60 + s).toBeGreaterThan(DEFAULT_ARM_TIMEOUT_SECONDS);
   });
 });
