@@ -1,4 +1,5 @@
 import { Command, CommanderError } from "commander";
+import { apiPlan, apiRotate, apiStatus, type Api } from "./api";
 import { demo } from "./demo";
 import {
   ESTATE_OPTION_HELP,
@@ -79,6 +80,10 @@ export function buildProgram(
     "the emulator's connection file (`keyturn emulator --connection-file PATH`); without it, Azure with DefaultAzureCredential",
   ] as const;
   const verbose = ["--verbose", "print the functions' warnings and errors (retried calls included)"] as const;
+  const api = [
+    "--api <url>",
+    "a deployed keyturn's HTTP API to run against instead of this machine (credentials: KEYTURN_API_KEY, KEYTURN_API_SCOPE)",
+  ] as const;
   const withScope = (command: Command) =>
     command
       .option("--subscription <ids>", "subscription id (repeatable, or comma-separated)", collect)
@@ -114,8 +119,9 @@ export function buildProgram(
     .option("--grace <duration>", "grace period to plan with: 0, 90s, 60m, 1h30m (default 60m)")
     .option("--force", "plan to rotate keys younger than the minimum age too")
     .option(...verbose)
-    .action(async (opts: PlanOptions) => {
-      code = await plan(io, opts);
+    .option(...api)
+    .action(async (opts: PlanOptions & Api) => {
+      code = opts.api !== undefined ? await apiPlan(io, { ...opts, api: opts.api }) : await plan(io, opts);
     });
 
   withScope(
@@ -137,8 +143,10 @@ export function buildProgram(
     )
     .option(...stateDir)
     .option(...verbose)
-    .action(async (opts: RotateOptions) => {
-      code = await rotate(io, opts);
+    .option(...api)
+    .action(async (opts: RotateOptions & Api) => {
+      code =
+        opts.api !== undefined ? await apiRotate(io, { ...opts, api: opts.api }) : await rotate(io, opts);
     });
 
   program
@@ -166,8 +174,12 @@ export function buildProgram(
       "without an id: the audit trail of account rotations; with an id: the instance's durable history",
     )
     .option("--storage-account <name>", "with --history: only this account's rotations")
-    .action(async (id: string | undefined, opts: StatusOptions & { storageAccount?: string }) => {
-      if (opts.history && id === undefined) {
+    .option("--html <file>", "with a rotation's id: also write it as a self-contained HTML report to <file>")
+    .option(...api)
+    .action(async (id: string | undefined, opts: StatusOptions & { storageAccount?: string } & Api) => {
+      if (opts.api !== undefined) {
+        code = await apiStatus(io, id, { ...opts, api: opts.api });
+      } else if (opts.history && id === undefined) {
         stateDirOf(opts.stateDir); // the local audit trail follows --state-dir
         code = await history(io, {
           ...(opts.json ? { json: true } : {}),

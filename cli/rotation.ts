@@ -83,13 +83,7 @@ export function describeScope(scope: RotationScope): string {
 
 /** `keyturn plan`: a dry run through the local host, in memory; nothing is written anywhere. */
 export async function plan(io: Io, options: PlanOptions): Promise<number> {
-  const format = options.format ?? (options.json ? "json" : "table");
-  if (!(FORMATS as readonly string[]).includes(format)) {
-    throw usageError(`--format "${format}": use ${FORMATS.join(", ")}`);
-  }
-  if (options.json && format !== "json") {
-    throw usageError(`--json and --format "${format}" contradict each other: pass one of them`);
-  }
+  const format = planFormat(options);
   const graceSeconds = parseGrace(options.grace);
   const target = useTarget(options.connectionFile);
   await preflight(target);
@@ -100,14 +94,30 @@ export async function plan(io: Io, options: PlanOptions): Promise<number> {
     host.startNew(ORCHESTRATOR.rotateAll, input, id);
     // A plan takes seconds; a log needs no play-by-play of it, a terminal gets something to watch.
     const [status] = await follow(host, [id], io, { progress: io.errIsTTY });
-    const report = reportOf(host, status!);
-    if (format === "json") io.out(JSON.stringify(report, null, 2) + "\n");
-    else if (format === "mermaid") io.out(renderMermaid(report) + "\n");
-    else io.out(renderReport(report) + armCallsLine(report));
-    return exitCode(report);
+    return printPlan(io, reportOf(host, status!), format);
   } finally {
     await host.stop();
   }
+}
+
+/** `--format` and `--json` of `plan`, checked before anything starts. */
+export function planFormat(options: Pick<PlanOptions, "format" | "json">): string {
+  const format = options.format ?? (options.json ? "json" : "table");
+  if (!(FORMATS as readonly string[]).includes(format)) {
+    throw usageError(`--format "${format}": use ${FORMATS.join(", ")}`);
+  }
+  if (options.json && format !== "json") {
+    throw usageError(`--json and --format "${format}" contradict each other: pass one of them`);
+  }
+  return format;
+}
+
+/** Prints a plan in the format `planFormat` chose; returns the exit code. */
+export function printPlan(io: Io, report: RotationOutput, format: string): number {
+  if (format === "json") io.out(JSON.stringify(report, null, 2) + "\n");
+  else if (format === "mermaid") io.out(renderMermaid(report) + "\n");
+  else io.out(renderReport(report) + armCallsLine(report));
+  return exitCode(report);
 }
 
 /**
@@ -150,7 +160,7 @@ export async function rotate(io: Io, options: RotateOptions): Promise<number> {
       progress: true,
       interrupted: `run \`keyturn resume${stateDirFlag(options.stateDir)}\` to finish it`,
     });
-    return printReports(io, host, statuses, options.json === true);
+    return printReports(io, (s) => failureOf(host, s), statuses, options.json === true);
   } finally {
     await host.stop();
     release();
@@ -227,7 +237,7 @@ export async function resume(io: Io, options: ResumeOptions): Promise<number> {
       progress: tops.length > 0,
       interrupted: `run \`keyturn resume${stateDirFlag(options.stateDir)}\` again to finish`,
     });
-    return printReports(io, host, statuses, options.json === true);
+    return printReports(io, (s) => failureOf(host, s), statuses, options.json === true);
   } finally {
     await host.stop();
     release();
@@ -309,7 +319,12 @@ export function armCallsLine(report: RotationOutput): string {
  * is still valid), 1 otherwise. With --json stdout gets exactly one JSON document: the report, or an
  * array of them when `resume` continued several rotations.
  */
-function printReports(io: Io, host: LocalHost, statuses: InstanceStatus[], json: boolean): number {
+export function printReports(
+  io: Io,
+  failure: (status: InstanceStatus) => string,
+  statuses: InstanceStatus[],
+  json: boolean,
+): number {
   const codes: number[] = [];
   const documents: unknown[] = [];
   for (const status of statuses) {
@@ -323,14 +338,14 @@ function printReports(io: Io, host: LocalHost, statuses: InstanceStatus[], json:
     const failed = status.runtimeStatus !== "Completed";
     codes.push(failed ? EXIT_FAILURE : 0);
     const message = failed
-      ? `${status.name} ${status.instanceId} ${status.runtimeStatus.toLowerCase()}: ${failureOf(host, status)}`
+      ? `${status.name} ${status.instanceId} ${status.runtimeStatus.toLowerCase()}: ${failure(status)}`
       : `${status.name} ${status.instanceId} completed`;
     if (json) {
       documents.push({
         instanceId: status.instanceId,
         name: status.name,
         runtimeStatus: status.runtimeStatus,
-        ...(failed ? { error: failureOf(host, status) } : { output: status.output }),
+        ...(failed ? { error: failure(status) } : { output: status.output }),
       });
     } else if (failed) io.err(`${message}\n`);
     else io.out(`${message}\n`);

@@ -1,4 +1,5 @@
-import { existsSync } from "node:fs";
+import { existsSync, writeFileSync } from "node:fs";
+import { resolve } from "node:path";
 import { LocalHost, type InstanceRecord, type InstanceStatus } from "../local";
 import { EVENT_TYPE_NAMES, type HistoryEvent } from "../local/durable-protocol";
 import { ORCHESTRATOR, type RotateAllInput } from "../shared/activities/contracts";
@@ -11,15 +12,19 @@ import {
   type RotateStorageAccountInput,
   type RotateStorageAccountOutput,
 } from "../functions/orchestrators/rotateStorageAccount";
-import { CliError } from "./errors";
+import { CliError, usageError } from "./errors";
 import type { Io } from "./io";
 import { formatTable } from "./format";
 import { armCallsLine, describeScope, stateDirOf, type RotationOutput } from "./rotation";
+import { htmlReportInput, renderHtmlReport } from "./report-html";
+import { packageVersion } from "./version";
 
 export interface StatusOptions {
   stateDir?: string;
   json?: boolean;
   history?: boolean;
+  /** With an id: write the finished rotation as a self-contained HTML report to this file. */
+  html?: string;
 }
 
 interface Entry {
@@ -32,6 +37,9 @@ interface Entry {
 
 /** `keyturn status [id]`: what the state dir holds, read without loading or running any function. */
 export function status(io: Io, id: string | undefined, options: StatusOptions): number {
+  if (options.html !== undefined && id === undefined) {
+    throw usageError("--html needs a rotation's instance id: keyturn status <id> --html FILE");
+  }
   const stateDir = stateDirOf(options.stateDir);
   if (!existsSync(stateDir)) {
     if (id !== undefined) throw new CliError(`no instance '${id}': ${stateDir} does not exist`);
@@ -58,7 +66,13 @@ export function status(io: Io, id: string | undefined, options: StatusOptions): 
     throw new CliError(`no instance '${id}' in ${stateDir}: \`keyturn status\` lists the instances there`);
   }
   const record = host.durable.getRecord(id)!;
+  if (options.html !== undefined) {
+    const records = entries.flatMap((e) => host.durable.getRecord(e.status.instanceId) ?? []);
+    const meta = { generatedAt: new Date().toISOString(), version: packageVersion() };
+    writeFileSync(options.html, renderHtmlReport(htmlReportInput(record, records, meta)));
+  }
   showInstance(io, entry, entries, record, options);
+  if (options.html !== undefined) io.err(`HTML report written to ${resolve(options.html)}\n`);
   return 0;
 }
 
@@ -262,4 +276,21 @@ function oneLine(text: string, max = 100): string {
 
 function shortTime(iso: string): string {
   return iso.replace("T", " ").replace(/\.\d+Z$/, "Z");
+}
+
+/**
+ * `keyturn status --api URL <id>`: one instance as a deployed keyturn's API reports it, shown as a local
+ * one is. The API serves neither the instance's input nor its children, so those stay out.
+ */
+export function showReportedInstance(
+  io: Io,
+  status: InstanceStatus,
+  failure: string | undefined,
+  options: Pick<StatusOptions, "json">,
+): void {
+  const entry: Entry = { status, ...(failure ? { failure } : {}) };
+  // Without `history` the record is never read: the API has no durable history to show.
+  showInstance(io, entry, [entry], { history: [] } as unknown as InstanceRecord, {
+    json: options.json === true,
+  });
 }
