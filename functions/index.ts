@@ -12,6 +12,7 @@ import { activityDeps } from "./deps";
 import { recordRotation } from "../shared/activities/record";
 import { DEFAULT_SCHEDULE, SETTING } from "../shared/config";
 import { scrubError } from "../shared/errors";
+import "./eventgrid"; // Key Vault SecretNearExpiry → a rotation of that account (df.app.client.eventGrid)
 
 // The entry point only wires functions to triggers; the work lives in shared/.
 

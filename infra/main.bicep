@@ -35,6 +35,9 @@ param appSettingOverrides object = {}
 @description('Purge protection on keyturn\'s Key Vault. Irreversible once on: a deleted vault then stays recoverable for 90 days and its name stays taken.')
 param keyVaultPurgeProtection bool = true
 
+@description('Subscribe keyturn\'s Event Grid function to its Key Vault\'s SecretNearExpiry events (a rotation of the account when a published key nears its expiry). The function must be deployed first: turn this on after the first code deployment.')
+param subscribeSecretNearExpiry bool = false
+
 @description('A resource group keyturn rotates in.')
 type resourceGroupScope = {
   @description('The subscription id (a GUID).')
@@ -154,6 +157,19 @@ module app 'modules/function-app.bicep' = {
     identityId: identity.outputs.id
     deploymentContainerUrl: '${storage.outputs.blobEndpoint}app-package'
     appSettings: union(literalSettings, deploymentSettings, appSettingOverrides)
+  }
+}
+
+// SecretNearExpiry on the vault → the Event Grid function (functions/eventgrid.ts). Conditional, because
+// an Event Grid subscription to a function needs the function deployed: see docs/deploy.md.
+module vaultEvents 'modules/keyvault-events.bicep' = if (subscribeSecretNearExpiry) {
+  name: 'keyturn-keyvault-events'
+  scope: rg
+  params: {
+    vaultName: vault.outputs.name
+    location: location
+    tags: tags
+    functionAppId: app.outputs.id
   }
 }
 

@@ -1,8 +1,9 @@
 /**
- * LocalHost: runs a Functions app's real registrations (`app.http`, `app.timer`,
+ * LocalHost: runs a Functions app's real registrations (`app.http`, `app.timer`, `app.eventGrid`,
  * `df.app.orchestration`, `df.app.activity`, `df.input.durableClient`) without the Azure Functions
  * host. It serves HTTP triggers (routes, methods, function keys), fires timer triggers from their
- * NCRONTAB schedules on its clock, gives functions a durable client that talks to its own HTTP
+ * NCRONTAB schedules on its clock, delivers Event Grid events (`deliverEvent`, or the Event Grid
+ * extension's webhook), gives functions a durable client that talks to its own HTTP
  * endpoint, and drives orchestrations with the replay driver in ./replay.
  *
  * Library internals it depends on (pinned: @azure/functions 4.16.5, durable-functions 3.5.0): the
@@ -68,7 +69,7 @@ export interface InvocationInfo {
 }
 
 export interface LocalHostHooks extends DurableHooks {
-  /** After every HTTP or timer trigger invocation (durable functions report through the others). */
+  /** After every HTTP, timer or Event Grid invocation (durable functions report through the others). */
   onInvocation?: (info: InvocationInfo) => void | Promise<void>;
 }
 
@@ -132,6 +133,9 @@ const defaultLogger: FunctionLogger = (entry: LogEntry) => {
     console.error(`[${entry.functionName}] ${entry.message}`);
   }
 };
+
+/** The Event Grid extension's webhook, as the Functions host serves it: `POST …?functionName=<name>`. */
+export const EVENT_GRID_WEBHOOK = "/runtime/webhooks/eventgrid";
 
 function newKey(): string {
   return randomBytes(24).toString("base64url");
@@ -411,6 +415,25 @@ export class LocalHost {
     }
   }
 
+  /**
+   * Delivers one Event Grid event (Event Grid schema) to an Event Grid-triggered function, as the
+   * Event Grid extension does; false when the function failed (Event Grid would deliver it again).
+   */
+  async deliverEvent(name: string, event: unknown): Promise<boolean> {
+    const registration = this.#require(name);
+    if (registration.triggerType.toLowerCase() !== "eventgridtrigger")
+      throw new Error(`'${name}' is not an Event Grid function.`);
+    try {
+      const response = await this.#invokeWithTrigger(name, { json: JSON.stringify(event) });
+      await this.#reportInvocation(registration, true, fromRpcValue(response.returnValue));
+      return true;
+    } catch (err) {
+      this.#hostLog("error", `Event Grid function '${name}' failed: ${describeError(err)}`);
+      await this.#reportInvocation(registration, false, undefined, err);
+      return false;
+    }
+  }
+
   /** Arms every timer trigger on the host clock (start() does this). */
   startTimers(): void {
     for (const registration of this.#registrations.values()) {
@@ -554,6 +577,13 @@ export class LocalHost {
         return send(res, result.status, result.headers, result.body);
       }
 
+      if (path.toLowerCase() === EVENT_GRID_WEBHOOK) {
+        // Public, so it takes a system key as in Azure (there the Event Grid extension's own).
+        if (!this.#keyAccepted(req, url, [this.keys.system, this.keys.master])) return send(res, 401);
+        const result = await this.#eventGridWebhook(req, url, body);
+        return send(res, result.status, {}, result.body);
+      }
+
       const prefix = this.routePrefix === "" ? "/" : `/${this.routePrefix}/`;
       if (!path.startsWith(prefix) && path !== `/${this.routePrefix}`) return send(res, 404);
       const routePath = path.slice(prefix.length);
@@ -590,6 +620,43 @@ export class LocalHost {
       if (!res.headersSent) send(res, 500);
       else res.end();
     }
+  }
+
+  /**
+   * The Event Grid extension's webhook: `aeg-event-type: SubscriptionValidation` answers the handshake;
+   * `Notification` delivers each event of the body (an array, Event Grid schema) to `functionName`:
+   * 202 when every delivery succeeded, 500 (Event Grid retries) when one failed.
+   */
+  async #eventGridWebhook(
+    req: IncomingMessage,
+    url: URL,
+    body: Buffer,
+  ): Promise<{ status: number; body?: unknown }> {
+    if ((req.method ?? "GET").toUpperCase() !== "POST") return { status: 405 };
+    const name = url.searchParams.get("functionName") ?? "";
+    const registration = this.#registrations.get(name);
+    if (registration?.triggerType.toLowerCase() !== "eventgridtrigger")
+      return { status: 404, body: { error: `no Event Grid function named '${name}'` } };
+    let events: unknown;
+    try {
+      events = JSON.parse(body.toString("utf8"));
+    } catch {
+      return { status: 400, body: { error: "the body must be a JSON array of Event Grid events" } };
+    }
+    const list = Array.isArray(events) ? (events as unknown[]) : [events];
+    const kind = String(req.headers["aeg-event-type"] ?? "");
+    if (kind === "SubscriptionValidation") {
+      const data = (list[0] as { data?: { validationCode?: unknown } } | undefined)?.data;
+      return { status: 200, body: { validationResponse: data?.validationCode } };
+    }
+    if (kind !== "Notification")
+      return {
+        status: 400,
+        body: { error: "aeg-event-type must be Notification or SubscriptionValidation" },
+      };
+    let failed = 0;
+    for (const event of list) if (!(await this.deliverEvent(name, event))) failed++;
+    return failed > 0 ? { status: 500 } : { status: 202 };
   }
 
   #keyAccepted(req: IncomingMessage, url: URL, keys: string[]): boolean {

@@ -24,6 +24,11 @@ export interface KeyturnConfig {
    * moved to it before the data plane accepts it, and past this the account stops safely.
    */
   keyPropagationSeconds: number;
+  /**
+   * Days added to the schedule's interval for the expiry of each Key Vault secret version keyturn
+   * publishes (shared/published-secret.ts).
+   */
+  secretExpiryMarginDays: number;
   /** Subscriptions the timer rotates; empty means every subscription the identity can see. */
   subscriptions: string[];
   /** Key Vaults whose secrets tagged `keyturn-storage-account` keyturn keeps current. */
@@ -40,6 +45,7 @@ export const SETTING = {
   minKeyAgeDays: "KEYTURN_MIN_KEY_AGE_DAYS",
   parallelism: "KEYTURN_PARALLELISM",
   keyPropagationSeconds: "KEYTURN_KEY_PROPAGATION_SECONDS",
+  secretExpiryMarginDays: "KEYTURN_KEY_VAULT_EXPIRY_MARGIN_DAYS",
   subscriptions: "KEYTURN_SUBSCRIPTIONS",
   keyVaultUrls: "KEYTURN_KEY_VAULT_URL",
   connectionFile: "KEYTURN_CONNECTION_FILE",
@@ -55,6 +61,13 @@ export const DEFAULT_SCHEDULE = "0 0 3 1 * *";
 
 export const DEFAULT_KEY_PROPAGATION_SECONDS = 300;
 const MAX_KEY_PROPAGATION_SECONDS = 3_600;
+
+/**
+ * Above 30: Key Vault's SecretNearExpiry event comes 30 days before the expiry, so with a larger margin
+ * it comes only after the next scheduled rotation failed to replace the version.
+ */
+export const DEFAULT_SECRET_EXPIRY_MARGIN_DAYS = 35;
+const MAX_SECRET_EXPIRY_MARGIN_DAYS = 365;
 
 const GUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
@@ -133,6 +146,19 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): KeyturnConfig 
     }
   }
 
+  let secretExpiryMarginDays = DEFAULT_SECRET_EXPIRY_MARGIN_DAYS;
+  const marginText = env[SETTING.secretExpiryMarginDays]?.trim();
+  if (marginText) {
+    const days = /^\d+$/.test(marginText) ? Number(marginText) : Number.NaN;
+    if (!Number.isInteger(days) || days < 1 || days > MAX_SECRET_EXPIRY_MARGIN_DAYS) {
+      problems.push(
+        `${SETTING.secretExpiryMarginDays} "${marginText}" must be a whole number of days from 1 to ${MAX_SECRET_EXPIRY_MARGIN_DAYS} (added to the schedule's interval for the expiry of the Key Vault secrets keyturn publishes; default ${DEFAULT_SECRET_EXPIRY_MARGIN_DAYS})`,
+      );
+    } else {
+      secretExpiryMarginDays = days;
+    }
+  }
+
   const patienceText = env[SETTING.throttlePatienceMinutes]?.trim();
   if (
     patienceText &&
@@ -172,6 +198,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): KeyturnConfig 
     minKeyAgeDays,
     parallelism,
     keyPropagationSeconds,
+    secretExpiryMarginDays,
     subscriptions,
     keyVaultUrls,
     ...(connectionFile ? { connectionFile } : {}),

@@ -19,6 +19,7 @@ import type { DatastoreInfo } from "../azure/datastores";
 import { AzureCallError, KeyturnError, scrubError } from "../errors";
 import { armTimeoutMs } from "../azure/pacing";
 import { unreadSnapshot } from "../azure";
+import { publishedVersion } from "../published-secret";
 import { metered, sleep, type ActivityDeps } from "./deps";
 import type {
   DiscoverSecretsInput,
@@ -395,11 +396,19 @@ async function moveConsumer(
         );
         // A retried move does not add a second version.
         if (held !== input.to.fingerprint) {
-          await deps.azure.secrets.publish(consumer.vaultUrl, consumer.secretName, await target(), {
-            "keyturn-storage-account": input.accountId,
-            "keyturn-key-name": input.to.key,
-            "keyturn-rotation-id": input.rotationId,
-          });
+          // An expiry (schedule's interval + KEYTURN_KEY_VAULT_EXPIRY_MARGIN_DAYS), a content type and the sample's tags.
+          const version = publishedVersion(
+            { storageAccountId: input.accountId, keyName: input.to.key, rotationId: input.rotationId },
+            deps.config,
+            new Date(),
+          );
+          await deps.azure.secrets.publish(
+            consumer.vaultUrl,
+            consumer.secretName,
+            await target(),
+            version.tags,
+            version,
+          );
         }
         return { consumerId: consumer.id };
       }

@@ -22,6 +22,17 @@ export interface PublishTags {
   "keyturn-key-name": KeyName;
   "keyturn-rotation-id": string;
   "keyturn-time"?: string;
+  /** Microsoft's rotation sample's tags (shared/published-secret.ts). */
+  CredentialId?: KeyName;
+  ProviderAddress?: string;
+  ValidityPeriodDays?: string;
+}
+
+/** A version's attributes besides its value and tags (shared/published-secret.ts computes them). */
+export interface PublishAttributes {
+  contentType?: string;
+  /** The version's `exp`; Key Vault still returns an expired secret, so it is informational. */
+  expiresOn?: Date;
 }
 
 /** A secret tagged `keyturn-storage-account`: keyturn keeps it holding a live key of that account. */
@@ -47,6 +58,7 @@ export interface SecretStore {
     secretName: string,
     value: string,
     tags: PublishTags,
+    attributes?: PublishAttributes,
   ): Promise<{ version: string }>;
 }
 
@@ -110,6 +122,7 @@ export class KeyVaultSecretStore implements SecretStore {
     secretName: string,
     value: string,
     tags: PublishTags,
+    attributes: PublishAttributes = {},
   ): Promise<{ version: string }> {
     const id = secretId(vaultUrl, secretName);
     const secret = await azureCall(
@@ -121,6 +134,8 @@ export class KeyVaultSecretStore implements SecretStore {
             ...tags,
             [PUBLISH_TAG_NAMES.time]: tags[PUBLISH_TAG_NAMES.time] ?? new Date().toISOString(),
           },
+          ...(attributes.contentType !== undefined ? { contentType: attributes.contentType } : {}),
+          ...(attributes.expiresOn !== undefined ? { expiresOn: attributes.expiresOn } : {}),
         }),
       [value],
     );
