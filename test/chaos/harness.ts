@@ -294,7 +294,7 @@ function onWrite(emulator: Emulator, match: WriteMatch, then: () => void | Promi
 // ---------------------------------------------------------------------------------------------
 // Running
 
-interface FirstRun {
+export interface FirstRun {
   report?: RotationReport;
   error?: string;
   /** What the CLI printed (scanned for key material). */
@@ -443,7 +443,7 @@ function safeJson(text: string): unknown {
   }
 }
 
-function childEnv(dir: string): NodeJS.ProcessEnv {
+export function childEnv(dir: string): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = {};
   for (const [k, v] of Object.entries(process.env)) if (!k.startsWith("KEYTURN_")) env[k] = v;
   return {
@@ -454,14 +454,18 @@ function childEnv(dir: string): NodeJS.ProcessEnv {
   };
 }
 
-interface CliRun {
+export interface CliRun {
   code: number | null;
   signal: NodeJS.Signals | null;
   stdout: string;
   stderr: string;
 }
 
-function cli(args: string[], env: NodeJS.ProcessEnv, onKill?: (kill: () => void) => void): Promise<CliRun> {
+export function cli(
+  args: string[],
+  env: NodeJS.ProcessEnv,
+  onKill?: (kill: () => void) => void,
+): Promise<CliRun> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [CLI, ...args], { env, stdio: ["ignore", "pipe", "pipe"] });
     onKill?.(() => child.kill("SIGKILL"));
@@ -478,7 +482,7 @@ function cli(args: string[], env: NodeJS.ProcessEnv, onKill?: (kill: () => void)
   });
 }
 
-function parseReport(stdout: string, stderr = ""): FirstRun {
+export function parseReport(stdout: string, stderr = ""): FirstRun {
   const json = safeJson(stdout.trim());
   const report = (Array.isArray(json) ? json[0] : json) as RotationReport | undefined;
   if (report && Array.isArray(report.accounts)) return { report };
