@@ -154,11 +154,20 @@ export async function startRotation(
     throw e;
   }
   context.log(`keyturn: started ${instanceId}${valid.dryRun ? " (dry run)" : ""}`);
-  const response = client.createCheckStatusResponse(request, instanceId);
+  return accepted(request, instanceId);
+}
+
+/**
+ * 202 for an instance still running, pointing at keyturn's own status route. Never the durable
+ * runtime's management URLs: they carry its system key (`code=`), which lets whoever holds it
+ * terminate, purge or raise events on any instance, more than a function key allows.
+ */
+function accepted(request: HttpRequest, instanceId: string): HttpResponseInit {
+  const statusUri = `/api/rotations/${instanceId}`;
   return {
     status: 202,
-    headers: response.headers,
-    jsonBody: { instanceId, statusUri: `/api/rotations/${instanceId}` },
+    headers: { location: new URL(statusUri, request.url).toString(), "retry-after": "10" },
+    jsonBody: { id: instanceId, instanceId, statusUri },
   };
 }
 
@@ -230,7 +239,7 @@ export async function getPlan(
   const response = await client.waitForCompletionOrCreateCheckStatusResponse(request, instanceId, {
     timeoutInMilliseconds: 60_000,
   });
-  return response;
+  return response.status === 202 ? accepted(request, instanceId) : response;
 }
 
 /** The monthly rotation: the configured subscriptions (or all the identity sees); skipped while one runs. */

@@ -97,6 +97,23 @@ describe("the rotation API", () => {
     expect(regenerationCounts(rig.emulator).stmlbatch).toEqual({ key1: 1, key2: 1 });
   });
 
+  it("answers a start with keyturn's own status URL, never the durable runtime's system key", async () => {
+    const res = await fetch(`${origin}/api/rotations`, {
+      method: "POST",
+      headers: { "content-type": "application/json", "x-functions-key": rig.host.keys.function },
+      body: JSON.stringify({ scope: { storageAccounts: ["stmllake"] }, dryRun: true }),
+    });
+    const text = await res.text();
+    expect(res.status).toBe(202);
+    const body = JSON.parse(text) as { instanceId: string; statusUri: string };
+    expect(res.headers.get("location")).toBe(`${origin}${body.statusUri}`);
+    expect(body.statusUri).toBe(`/api/rotations/${body.instanceId}`);
+    const everything = text + JSON.stringify([...res.headers.entries()]);
+    expect(everything).not.toMatch(/code=|runtime\/webhooks/i);
+    expect(everything).not.toContain(rig.host.keys.system);
+    await rig.host.waitForCompletion(body.instanceId, { timeoutMs: 60_000 });
+  });
+
   it("starts a rotation (202), refuses a second for the same scope (409), and reports its status", async () => {
     const body = { scope: { storageAccounts: ["stmlshared"] }, graceMinutes: 1 };
     const first = await call("POST", "/api/rotations", body);
