@@ -355,7 +355,7 @@ function requiredScope(options: Parameters<typeof scopeFromOptions>[0], command:
   return scope;
 }
 
-/** POST /api/rotations: the body the API validates (shared/rotation/policy.ts). */
+/** POST /api/rotations: the body the API validates (shared/rotation/request.ts). */
 async function startRotation(
   client: ApiClient,
   request: { scope: RotationScope; dryRun: boolean; graceSeconds?: number; force?: boolean },

@@ -1,6 +1,4 @@
-import { ConfigurationError, KeyturnError, redact } from "../shared/errors";
-import { InvalidInputError } from "../shared/rotation";
-import { ConfigError } from "../shared/config";
+import { ConfigurationError, InvalidInputError, KeyturnError, redact } from "../shared/errors";
 
 /** Bad options, input or configuration: nothing was started (invariant I6). */
 export const EXIT_USAGE = 2;
@@ -9,13 +7,12 @@ export const EXIT_FAILURE = 1;
 export const EXIT_INTERRUPTED = 130;
 
 /** An expected failure: its message is for the user as it is, and it carries the exit code. */
-export class CliError extends Error {
+export class CliError extends KeyturnError {
   constructor(
     message: string,
     readonly exitCode: number = EXIT_FAILURE,
   ) {
     super(message);
-    this.name = "CliError";
   }
 }
 
@@ -36,10 +33,9 @@ export function listReasons(headline: string, reasons: readonly string[]): strin
 export function describeFailure(e: unknown, debug = false): { message: string; exitCode: number } {
   if (e instanceof CliError) return { message: redact(e.message), exitCode: e.exitCode };
   if (e instanceof InvalidInputError) {
-    const message = e instanceof ConfigError ? e.message : listReasons("invalid input", e.reasons);
+    const message = e instanceof ConfigurationError ? e.message : listReasons("invalid input", e.reasons);
     return { message: redact(message), exitCode: EXIT_USAGE };
   }
-  if (e instanceof ConfigurationError) return { message: redact(e.message), exitCode: EXIT_USAGE };
   if (e instanceof KeyturnError) return { message: redact(e.message), exitCode: EXIT_FAILURE };
   const error = e instanceof Error ? e : new Error(String(e));
   const text = debug && error.stack ? error.stack : `${error.message} (set KEYTURN_DEBUG=1 for details)`;

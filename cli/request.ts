@@ -1,14 +1,8 @@
 import { userInfo, hostname } from "node:os";
 import { loadConfig, type KeyturnConfig } from "../shared/config";
 import { rotateAllInput, type RotateAllInput } from "../shared/activities/contracts";
-import {
-  InvalidInputError,
-  MAX_GRACE_SECONDS,
-  formatDuration,
-  parseDuration,
-  validateRotationRequest,
-  type RotationScope,
-} from "../shared/rotation";
+import { toGraceSeconds, validateRotationRequest, type RotationScope } from "../shared/rotation";
+import { InvalidInputError } from "../shared/errors";
 import { listReasons, usageError } from "./errors";
 import { defaultScope, type Target } from "./target";
 
@@ -50,17 +44,12 @@ export function scopeFromOptions(options: ScopeOptions): RotationScope | undefin
 /** `--grace 0 | 90s | 60m | 1h30m`; a bad value is a usage error that names it. */
 export function parseGrace(text: string | undefined): number | undefined {
   if (text === undefined) return undefined;
-  let seconds: number;
   try {
-    seconds = parseDuration(text, "--grace");
+    return toGraceSeconds(text, "duration", "--grace");
   } catch (e) {
     if (e instanceof InvalidInputError) throw usageError(e.reasons.join("; "));
     throw e;
   }
-  if (seconds > MAX_GRACE_SECONDS) {
-    throw usageError(`--grace "${text}" is longer than the maximum of ${formatDuration(MAX_GRACE_SECONDS)}`);
-  }
-  return seconds;
 }
 
 /** The request API speaks of its own fields; the CLI user typed options. */

@@ -3,7 +3,7 @@ import { findStorageAccountByName, resourceKey } from "./model";
 import { consumerHoldings, emulatorFingerprint, heldKeyName } from "./consumers";
 import { regenerateStorageKey } from "./arm/storage";
 import type { FaultAction } from "./faults";
-import type { Emulator } from "./index";
+import type { Emulator } from "./handle";
 import { emptyThrottleCounts } from "./throttle";
 import { RESYNC_POLICIES, type EmulatorSettings, type ResyncPolicy } from "./context";
 

@@ -9,7 +9,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { generate } from "selfsigned";
 import { AzureError, Router, errorResponse, readRequest, send, type Request, type Response } from "./http";
 import { ARM_AUDIENCES, Identity, VAULT_AUDIENCE, type Principal } from "./identity";
-import { Rbac, loadRoleDefinition, type RoleDefinition } from "./rbac";
+import { Rbac, loadRoleDefinition } from "./rbac";
 import {
   ArmThrottle,
   StorageRpThrottle,
@@ -36,6 +36,9 @@ import { signSasDatastores } from "./sas";
 import { cloudMetadata, instanceDiscovery } from "./cloud";
 import { KEYTURN_ROLE_FILE } from "./paths";
 import { KeyLedger } from "./ledger";
+import type { ConnectionInfo, Emulator, RequestLogEntry } from "./handle";
+
+export type { ConnectionInfo, Emulator, RequestLogEntry } from "./handle";
 
 export { EMULATOR_TENANT_ID };
 export type { ThrottleCounts, ThrottleSource };
@@ -89,19 +92,6 @@ export const API_VERSIONS: Record<ProviderName, string[]> = {
   ],
 };
 
-/** What the CLI writes with --connection-file and what clients need to reach the emulator. */
-export interface ConnectionInfo {
-  armEndpoint: string;
-  authorityHost: string;
-  tenantId: string;
-  clientId: string;
-  clientSecret: string;
-  subscriptionIds: string[];
-  caCertFile: string;
-  adminEndpoint: string;
-  vaults: Record<string, string>;
-}
-
 export interface EmulatorOptions {
   /** `demo` (default) or `large:<accounts>x<datastoresPerAccount>[x<subscriptions>]`. */
   estate?: string;
@@ -112,44 +102,6 @@ export interface EmulatorOptions {
   roleFile?: string;
   /** Run the simulated consumer jobs every N ms (off when undefined). */
   consumerJobsIntervalMs?: number;
-}
-
-export interface Emulator {
-  connection: ConnectionInfo;
-  caCert: string;
-  ctx: EmulatorContext;
-  outages: OutageLog;
-  jobs: ConsumerJobs;
-  faults: Faults;
-  /** ARM's token buckets (setting `throttling`). */
-  throttle: ArmThrottle;
-  /** The Storage resource provider's limits (setting `storageRpLimits`). */
-  storageRpThrottle: StorageRpThrottle;
-  /** Every ARM call, oldest first; the oldest are dropped past MAX_REQUEST_LOG. */
-  requestLog: RequestLogEntry[];
-  /** Every 429 ARM answered since start (or the last reset), kept apart from the log so none is lost to trimming. */
-  throttled: ThrottleCounts;
-  /** Every Key Vault data-plane call, with the data action it needed. */
-  vaultLog: RequestLogEntry[];
-  /** Adds a principal with the given role at the given scope (default: every subscription). */
-  addPrincipal(displayName: string, role: RoleDefinition, scope?: string): Principal;
-  stop(): Promise<void>;
-}
-
-export interface RequestLogEntry {
-  /** When the request arrived (ISO, with milliseconds): the moment it drew on the limits. */
-  at: string;
-  method: string;
-  path: string;
-  operation: string;
-  status: number;
-  /** From arrival to the answer, latency model included. */
-  durationMs?: number;
-  clientId?: string;
-  /** The RBAC action the call needed: ARM actions here, Key Vault data actions in vaultLog. */
-  action?: string;
-  /** On a 429: which limit refused the call (`fault`: an injected status). */
-  throttledBy?: ThrottleSource;
 }
 
 export const DEFAULT_SETTINGS: EmulatorSettings = {

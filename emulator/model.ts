@@ -1,5 +1,5 @@
 import { randomBytes, randomUUID } from "node:crypto";
-import type { ResyncPolicy } from "./context";
+import type { ResyncPolicy } from "./settings";
 
 /**
  * The emulator's estate: the Azure resources keyturn touches, held in memory.

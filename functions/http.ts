@@ -1,10 +1,11 @@
 import type { HttpRequest, HttpResponseInit, InvocationContext, Timer } from "@azure/functions";
 import type { DurableClient } from "durable-functions";
-import { ConfigError, loadConfig, type KeyturnConfig } from "../shared/config";
+import { loadConfig, type KeyturnConfig } from "../shared/config";
 import { scopeInstanceId, validateRotationRequest, type RotationScope } from "../shared/rotation";
 import { ORCHESTRATOR, rotateAllInput } from "../shared/activities/contracts";
 import { loadCloudProfile } from "../shared/azure";
 import { activityDeps } from "./deps";
+import { identifyCaller, loadApiAuthConfig } from "./auth";
 import { ConfigurationError, scrubError } from "../shared/errors";
 
 const ACTIVE = new Set(["Running", "Pending", "ContinuedAsNew", "Suspended"]);
@@ -66,11 +67,41 @@ function config(): KeyturnConfig | HttpResponseInit {
     loadCloudProfile(settings.connectionFile ? { connectionFile: settings.connectionFile } : {});
     return settings;
   } catch (e) {
-    if (e instanceof ConfigError) return problem(500, misconfigured, { reasons: e.reasons });
+    // One setting (`setting` names it) or every problem loadConfig found.
     if (e instanceof ConfigurationError)
-      return problem(500, misconfigured, { reasons: [e.message], setting: e.setting });
+      return problem(500, misconfigured, {
+        reasons: e.reasons,
+        ...(e.setting !== undefined ? { setting: e.setting } : {}),
+      });
     throw e;
   }
+}
+
+/**
+ * Who is calling: with `KEYTURN_API_AUDIENCE` set, the identity in an Entra ID bearer token that
+ * functions/auth.ts validates (signature, issuer, audience, expiry); otherwise "function key". Never the
+ * `x-ms-client-principal-*` headers: App Service Authentication is not enforced on Flex Consumption,
+ * so nothing strips or vouches for them and any caller with a function key could write them.
+ * Checked before anything else a route does, so a refused caller learns nothing about keyturn's settings.
+ */
+async function caller(
+  request: HttpRequest,
+  refused: string,
+): Promise<{ startedBy: string } | HttpResponseInit> {
+  const loaded = loadApiAuthConfig();
+  if (!loaded.ok)
+    return problem(500, "keyturn is misconfigured; fix its app settings", {
+      reasons: loaded.problems,
+      setting: loaded.setting,
+    });
+  const who = await identifyCaller(request.headers.get("authorization"), loaded.config);
+  if (who.ok) return { startedBy: who.startedBy };
+  if (who.status === 503)
+    return problem(503, `the caller's token could not be checked; ${refused}`, { reasons: [who.reason] });
+  return {
+    ...problem(401, `the caller's Entra ID token was refused; ${refused}`, { reasons: [who.reason] }),
+    headers: { "www-authenticate": 'Bearer error="invalid_token"' },
+  };
 }
 
 /**
@@ -99,6 +130,8 @@ export async function startRotation(
   client: DurableClient,
   context: InvocationContext,
 ): Promise<HttpResponseInit> {
+  const who = await caller(request, "nothing was started");
+  if (!("startedBy" in who)) return who;
   const settings = config();
   if (!("schedule" in settings)) return settings;
   const text = await request.text();
@@ -137,12 +170,8 @@ export async function startRotation(
   if (running) return busy(running);
   const input = rotateAllInput(valid, settings, {
     trigger: "http",
-    // App Service Authentication sets this header and strips any the caller sends; with function keys
-    // alone anyone could, so it is recorded only when authentication is on.
-    startedBy:
-      (process.env.WEBSITE_AUTH_ENABLED === "True"
-        ? request.headers.get("x-ms-client-principal-name")
-        : null) ?? "function key",
+    // The validated token's identity, or "function key": never a header the caller could have written.
+    startedBy: who.startedBy,
   });
   try {
     await client.startNew(ORCHESTRATOR.rotateAll, { instanceId, input });
@@ -180,6 +209,8 @@ const INSTANCE_ID = /^[^/\\#?\p{Cc}]{1,256}$/u;
 
 /** GET /api/rotations/{id}: the instance's status, per-account progress and, when done, the report. */
 export async function getRotation(request: HttpRequest, client: DurableClient): Promise<HttpResponseInit> {
+  const who = await caller(request, "the status was not read");
+  if (!("startedBy" in who)) return who;
   const instanceId = request.params.id ?? "";
   const reasons = queryProblems(request, []);
   if (!INSTANCE_ID.test(instanceId) || instanceId.trim() === "") {
@@ -218,6 +249,8 @@ export async function getPlan(
   client: DurableClient,
   context: InvocationContext,
 ): Promise<HttpResponseInit> {
+  const who = await caller(request, "nothing was planned");
+  if (!("startedBy" in who)) return who;
   const settings = config();
   if (!("schedule" in settings)) return settings;
   const scope: RotationScope = {};
@@ -275,6 +308,8 @@ export async function listRotations(
   request: HttpRequest,
   context: InvocationContext,
 ): Promise<HttpResponseInit> {
+  const who = await caller(request, "the audit trail was not read");
+  if (!("startedBy" in who)) return who;
   const reasons = queryProblems(request, ["limit", "storageAccount"]);
   const limitText = request.query.get("limit") ?? "50";
   const limit = /^\d{1,4}$/.test(limitText) ? Number(limitText) : Number.NaN;

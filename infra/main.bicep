@@ -38,6 +38,10 @@ param keyVaultPurgeProtection bool = true
 @description('Subscribe keyturn\'s Event Grid function to its Key Vault\'s SecretNearExpiry events (a rotation of the account when a published key nears its expiry). The function must be deployed first: turn this on after the first code deployment.')
 param subscribeSecretNearExpiry bool = false
 
+@allowed(['AzureStorage', 'DurableTaskScheduler'])
+@description('Where Durable Functions keeps orchestration state: AzureStorage (tables, queues and blobs in keyturn\'s own storage account) or DurableTaskScheduler (a Durable Task Scheduler and task hub, with its dashboard). Switching starts from an empty task hub: let running rotations finish first.')
+param durableBackend string = 'AzureStorage'
+
 @description('A resource group keyturn rotates in.')
 type resourceGroupScope = {
   @description('The subscription id (a GUID).')
@@ -135,6 +139,21 @@ module vault 'modules/keyvault.bicep' = {
 
 // `literal` settings in app-settings.json are set as they are; these are the `deployment` ones.
 var literalSettings = toObject(filter(settingsFile.settings, s => s.set == 'literal'), s => s.name, s => s.value)
+var taskHubName = appSettingOverrides.?KEYTURN_TASK_HUB ?? literalSettings.KEYTURN_TASK_HUB
+var useScheduler = durableBackend == 'DurableTaskScheduler'
+
+module scheduler 'modules/durable-task-scheduler.bicep' = if (useScheduler) {
+  name: 'keyturn-durable-task-scheduler'
+  scope: rg
+  params: {
+    name: 'dts-keyturn-${token}'
+    location: location
+    tags: tags
+    taskHubName: taskHubName
+    principalId: identity.outputs.principalId
+  }
+}
+
 var deploymentSettings = {
   KEYTURN_SUBSCRIPTIONS: join(rotatedSubscriptionIds, ',')
   KEYTURN_KEY_VAULT_URL: vault.outputs.uri
@@ -142,9 +161,24 @@ var deploymentSettings = {
   AZURE_CLIENT_ID: identity.outputs.clientId
   APPLICATIONINSIGHTS_CONNECTION_STRING: monitoring.outputs.connectionString
   APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'Authorization=AAD;ClientId=${identity.outputs.clientId}'
-  AzureWebJobsStorage__accountName: storage.outputs.name
+  // The host's storage by its service URIs, as the storage account reports them: right in every cloud
+  // and with custom DNS, where the account-name shorthand (public-cloud DNS only) is not.
+  AzureWebJobsStorage__blobServiceUri: storage.outputs.blobEndpoint
+  AzureWebJobsStorage__queueServiceUri: storage.outputs.queueEndpoint
+  AzureWebJobsStorage__tableServiceUri: storage.outputs.tableEndpoint
   AzureWebJobsStorage__clientId: identity.outputs.clientId
+  KEYTURN_API_TENANT_ID: tenant().tenantId
 }
+
+// durableBackend = 'DurableTaskScheduler': host.json's storage provider is overridden by app settings
+// (AzureFunctionsJobHost__path__to__setting, see docs/deploy.md), so one package serves both backends.
+var schedulerSettings = useScheduler
+  ? {
+      AzureFunctionsJobHost__extensions__durableTask__storageProvider__type: 'azureManaged'
+      AzureFunctionsJobHost__extensions__durableTask__storageProvider__connectionStringName: 'DURABLE_TASK_SCHEDULER_CONNECTION_STRING'
+      DURABLE_TASK_SCHEDULER_CONNECTION_STRING: 'Endpoint=${scheduler!.outputs.endpoint};Authentication=ManagedIdentity;ClientID=${identity.outputs.clientId}'
+    }
+  : {}
 
 module app 'modules/function-app.bicep' = {
   name: 'keyturn-function-app'
@@ -156,7 +190,7 @@ module app 'modules/function-app.bicep' = {
     tags: tags
     identityId: identity.outputs.id
     deploymentContainerUrl: '${storage.outputs.blobEndpoint}app-package'
-    appSettings: union(literalSettings, deploymentSettings, appSettingOverrides)
+    appSettings: union(literalSettings, deploymentSettings, schedulerSettings, appSettingOverrides)
   }
 }
 
@@ -219,3 +253,5 @@ output KEYTURN_KEY_VAULT_URL string = vault.outputs.uri
 output KEYTURN_ROLE_ID string = keyturnRole.id
 output KEYTURN_IDENTITY_PRINCIPAL_ID string = identity.outputs.principalId
 output KEYTURN_WORKBOOK_ID string = alerts.outputs.workbookId
+output KEYTURN_DURABLE_BACKEND string = durableBackend
+output KEYTURN_DURABLE_TASK_SCHEDULER_ENDPOINT string = useScheduler ? scheduler!.outputs.endpoint : ''

@@ -17,106 +17,64 @@
  * new actions depends on the order events are processed, so an event that causes one is always
  * delivered first in an episode of its own making; the host then knows the step comes before any
  * new action of that episode.
+ *
+ * What the host decides without I/O (actions → history events, sequence numbers, retry steps, the
+ * nondeterminism check, finishing and continuing-as-new) lives in `history.ts`; this class invokes,
+ * persists, schedules and runs.
  */
 import { randomUUID } from "node:crypto";
+import { KeyturnError } from "../shared/errors";
 import { EventEmitter } from "node:events";
 import type { Clock, Cancel } from "./clock";
 import { isManualClock } from "./clock";
 import {
-  ACTION_TYPE_NAMES,
   ActionType,
   EventType,
-  OUT_OF_PROC_DATA_LABEL,
-  consumesSequenceNumber,
   flattenActions,
-  type FailureDetailsPayload,
   type HistoryEvent,
   type OrchestrationTriggerPayload,
-  type OrchestratorAction,
   type OrchestratorState,
-  type RetryOptionsPayload,
 } from "./durable-protocol";
 import type { Registration, RpcInvocationResponse, RpcTypedData } from "./functions-core";
+import {
+  applyActions,
+  childOutcomeEvent,
+  commitEpisode,
+  continueAsNewRecord,
+  describeAction,
+  describeFailure,
+  findMismatch,
+  finishRecord,
+  isRunnable,
+  isTerminal,
+  matchesFilter,
+  newInstanceRecord,
+  parseOutOfProcData,
+  recordCompletion,
+  rpcToJsonText,
+  startEpisode,
+  toJsonText,
+  toStatus,
+  type HostEffect,
+  type InstanceRecord,
+  type InstanceStatus,
+  type ListFilter,
+  type OpenTask,
+  type RecordedAction,
+  type RuntimeStatus,
+} from "./history";
 import { InstanceStore } from "./store";
 
-export type RuntimeStatus =
-  "Pending" | "Running" | "Completed" | "ContinuedAsNew" | "Failed" | "Terminated" | "Suspended";
-
-const TERMINAL: ReadonlySet<RuntimeStatus> = new Set(["Completed", "Failed", "Terminated"]);
-
-export function isTerminal(status: RuntimeStatus): boolean {
-  return TERMINAL.has(status);
-}
-
-/** An action the orchestrator has produced, as recorded for the nondeterminism check. */
-export interface RecordedAction {
-  seq?: number;
-  actionType: number;
-  name?: string;
-  /** Canonical JSON text of the action's input. */
-  input?: string;
-  fireAt?: string;
-  instanceId?: string;
-}
-
-/** A host-side step that takes a sequence number when its triggering event is delivered. */
-type AllocationPlan = { kind: "retryTimer"; retryKey: string } | { kind: "retryAttempt"; retryKey: string };
-
-export interface PendingEvent {
-  event: HistoryEvent;
-  plan?: AllocationPlan;
-}
-
-export type OpenTask =
-  | { kind: "activity"; name: string; input?: string; attempt: number; retryKey?: string }
-  | { kind: "subOrchestration"; name: string; childId: string; input?: string; retryKey?: string }
-  | { kind: "timer"; fireAt: string; retryKey?: string };
-
-interface RetryState {
-  actionType: number;
-  name: string;
-  input?: string;
-  instanceId?: string;
-  options: RetryOptionsPayload;
-  failures: number;
-}
-
-/** Everything persisted about one instance. */
-export interface InstanceRecord {
-  format: 1;
-  instanceId: string;
-  name: string;
-  runtimeStatus: RuntimeStatus;
-  input?: string;
-  output?: string;
-  customStatus?: string;
-  createdTime: string;
-  lastUpdatedTime: string;
-  /** Tells runs of one instance id apart, as the Durable Task Framework's ExecutionId does. */
-  executionId: string;
-  parent?: { instanceId: string; executionId: string; taskScheduledId: number };
-  history: HistoryEvent[];
-  pending: PendingEvent[];
-  actions: RecordedAction[];
-  nextSequence: number;
-  open: Record<string, OpenTask>;
-  retries: Record<string, RetryState>;
-  episodes: number;
-  failure?: { message: string; details?: string };
-}
-
-/** The shape the durable client's status call returns. */
-export interface InstanceStatus {
-  name: string;
-  instanceId: string;
-  runtimeStatus: RuntimeStatus;
-  input: unknown;
-  output: unknown;
-  customStatus: unknown;
-  createdTime: string;
-  lastUpdatedTime: string;
-  historyEvents?: HistoryEvent[];
-}
+export { isTerminal } from "./history";
+export type {
+  InstanceRecord,
+  InstanceStatus,
+  ListFilter,
+  OpenTask,
+  PendingEvent,
+  RecordedAction,
+  RuntimeStatus,
+} from "./history";
 
 export interface EpisodeInfo {
   instanceId: string;
@@ -165,19 +123,12 @@ export interface DurableEngineOptions {
   longRunningTimerIntervalDuration?: string;
 }
 
-export class InstanceExistsError extends Error {
+export class InstanceExistsError extends KeyturnError {
   override name = "InstanceExistsError";
 }
 
-export class UnknownFunctionError extends Error {
+export class UnknownFunctionError extends KeyturnError {
   override name = "UnknownFunctionError";
-}
-
-export interface ListFilter {
-  createdTimeFrom?: Date;
-  createdTimeTo?: Date;
-  runtimeStatus?: RuntimeStatus[];
-  instanceIdPrefix?: string;
 }
 
 export interface ReplayResult {
@@ -529,39 +480,17 @@ export class DurableEngine {
   }
 
   async #runEpisode(record: InstanceRecord): Promise<void> {
-    const first = record.pending[0];
-    let count = first?.plan ? 1 : 0;
-    while (count < record.pending.length && !record.pending[count]?.plan) count++;
-    const batch = record.pending.slice(0, count);
     const now = this.#now();
-    const started: HistoryEvent = {
-      EventType: EventType.OrchestratorStarted,
-      EventId: -1,
-      IsPlayed: false,
-      Timestamp: now,
-    };
-    const delivered = batch.map((p) => ({ ...p.event, IsPlayed: false }));
-    const history = [...record.history, started, ...delivered];
+    const start = startEpisode(record, now);
+    const { delivered } = start;
 
-    const outcome = await this.#invokeOrchestrator(record, history, record.episodes > 0);
+    const outcome = await this.#invokeOrchestrator(record, start.history, record.episodes > 0);
     // Terminated, purged, restarted or stopped while the orchestrator ran: its result is moot.
     if (this.#stopped || this.#instances.get(record.instanceId) !== record || !isRunnable(record)) return;
 
-    const commitHistory = (appended: HistoryEvent[]) => {
-      record.history = [
-        ...record.history,
-        { ...started, IsPlayed: true },
-        ...delivered.map((e) => ({ ...e, IsPlayed: true })),
-        ...appended,
-        { EventType: EventType.OrchestratorCompleted, EventId: -1, IsPlayed: true, Timestamp: now },
-      ];
-      record.pending.splice(0, count);
-      record.episodes++;
-    };
-
     const state = outcome.state;
     if (!state) {
-      commitHistory([]);
+      commitEpisode(record, start, [], now);
       this.#finish(record, "Failed", { failure: outcome.failure ?? { message: "The orchestrator failed." } });
       await this.#afterEpisode(record, delivered, []);
       return;
@@ -576,89 +505,13 @@ export class DurableEngine {
       return;
     }
 
-    let nextSeq = record.nextSequence;
-    const appended: HistoryEvent[] = [];
-    const effects: Array<() => void> = [];
-    const newActions: RecordedAction[] = [];
+    const applied = applyActions(record, flat, start.plan, now);
+    for (const seq of applied.cancelledTimers) this.#cancelTimer(record.instanceId, seq);
+    const { newActions, unsupported } = applied;
 
-    if (first?.plan && count > 0) {
-      const seq = nextSeq++;
-      this.#applyPlan(record, first.plan, seq, now, appended, effects);
-    }
-
-    let unsupported: string | undefined;
-    for (const action of flat.slice(record.actions.length)) {
-      const seq = consumesSequenceNumber(action.actionType) ? nextSeq++ : undefined;
-      const recorded = describeAction(action, seq);
-      newActions.push(recorded);
-      if (seq === undefined) continue;
-      switch (action.actionType) {
-        case ActionType.CallActivity:
-        case ActionType.CallActivityWithRetry:
-        case ActionType.CallSubOrchestrator:
-        case ActionType.CallSubOrchestratorWithRetry: {
-          let retryKey: string | undefined;
-          if (action.retryOptions) {
-            retryKey = String(seq);
-            record.retries[retryKey] = {
-              actionType: action.actionType,
-              name: recorded.name ?? "",
-              input: recorded.input,
-              instanceId: action.instanceId,
-              options: action.retryOptions,
-              failures: 0,
-            };
-          }
-          this.#schedule(
-            record,
-            seq,
-            action.actionType,
-            recorded.name ?? "",
-            recorded.input,
-            action.instanceId,
-            {
-              now,
-              retryKey,
-              appended,
-              effects,
-            },
-          );
-          break;
-        }
-        case ActionType.CreateTimer: {
-          const fireAt = recorded.fireAt ?? now;
-          appended.push({
-            EventType: EventType.TimerCreated,
-            EventId: seq,
-            IsPlayed: true,
-            Timestamp: now,
-            FireAt: fireAt,
-          });
-          record.open[String(seq)] = { kind: "timer", fireAt };
-          if (!action.isCanceled) effects.push(() => this.#armTimer(record, seq));
-          break;
-        }
-        default:
-          unsupported ??= ACTION_TYPE_NAMES[action.actionType] ?? `action type ${action.actionType}`;
-      }
-    }
-
-    // A timer the orchestrator cancelled (e.g. the loser of a Task.any) must not fire later.
-    flat.forEach((action, i) => {
-      const seq =
-        i < record.actions.length ? record.actions[i]?.seq : newActions[i - record.actions.length]?.seq;
-      if (action.actionType === ActionType.CreateTimer && action.isCanceled && seq !== undefined) {
-        const task = record.open[String(seq)];
-        if (task?.kind === "timer") {
-          delete record.open[String(seq)];
-          this.#cancelTimer(record.instanceId, seq);
-        }
-      }
-    });
-
-    commitHistory(appended);
+    commitEpisode(record, start, applied.appended, now);
     record.actions = [...record.actions, ...newActions];
-    record.nextSequence = nextSeq;
+    record.nextSequence = applied.nextSequence;
     if (state.customStatus !== undefined) record.customStatus = JSON.stringify(state.customStatus);
     if (record.runtimeStatus === "Pending") record.runtimeStatus = "Running";
     this.#touch(record);
@@ -684,9 +537,16 @@ export class DurableEngine {
       else this.#finish(record, "Completed", { output: toJsonText(state.output) });
     } else {
       this.#save(record);
-      for (const effect of effects) effect();
+      for (const effect of applied.effects) this.#start(record, effect);
     }
     await this.#afterEpisode(record, delivered, newActions);
+  }
+
+  /** Starts the host work an episode's actions call for. */
+  #start(record: InstanceRecord, effect: HostEffect): void {
+    if (effect.kind === "runActivity") this.#enqueueActivity(record.instanceId, effect.seq);
+    else if (effect.kind === "armTimer") this.#armTimer(record, effect.seq);
+    else this.#ensureChild(record, effect.seq, effect.task);
   }
 
   async #afterEpisode(record: InstanceRecord, delivered: HistoryEvent[], newActions: RecordedAction[]) {
@@ -699,85 +559,6 @@ export class DurableEngine {
       newActions,
       runtimeStatus: record.runtimeStatus,
     });
-  }
-
-  #applyPlan(
-    record: InstanceRecord,
-    plan: AllocationPlan,
-    seq: number,
-    now: string,
-    appended: HistoryEvent[],
-    effects: Array<() => void>,
-  ): void {
-    const retry = record.retries[plan.retryKey];
-    if (!retry) throw new Error(`Retry state ${plan.retryKey} is missing.`);
-    if (plan.kind === "retryTimer") {
-      const options = retry.options;
-      let delay =
-        options.firstRetryIntervalInMilliseconds * (options.backoffCoefficient ?? 1) ** (retry.failures - 1);
-      if (options.maxRetryIntervalInMilliseconds && options.maxRetryIntervalInMilliseconds > 0) {
-        delay = Math.min(delay, options.maxRetryIntervalInMilliseconds);
-      }
-      const fireAt = new Date(Date.parse(now) + delay).toISOString();
-      appended.push({
-        EventType: EventType.TimerCreated,
-        EventId: seq,
-        IsPlayed: true,
-        Timestamp: now,
-        FireAt: fireAt,
-      });
-      record.open[String(seq)] = { kind: "timer", fireAt, retryKey: plan.retryKey };
-      effects.push(() => this.#armTimer(record, seq));
-    } else {
-      this.#schedule(record, seq, retry.actionType, retry.name, retry.input, retry.instanceId, {
-        now,
-        retryKey: plan.retryKey,
-        appended,
-        effects,
-      });
-    }
-  }
-
-  #schedule(
-    record: InstanceRecord,
-    seq: number,
-    actionType: number,
-    name: string,
-    input: string | undefined,
-    explicitChildId: string | undefined,
-    ctx: { now: string; retryKey?: string; appended: HistoryEvent[]; effects: Array<() => void> },
-  ): void {
-    const isActivity =
-      actionType === ActionType.CallActivity || actionType === ActionType.CallActivityWithRetry;
-    if (isActivity) {
-      const attempt = ctx.retryKey !== undefined ? (record.retries[ctx.retryKey]?.failures ?? 0) + 1 : 1;
-      const event: HistoryEvent = {
-        EventType: EventType.TaskScheduled,
-        EventId: seq,
-        IsPlayed: true,
-        Timestamp: ctx.now,
-        Name: name,
-      };
-      if (input !== undefined) event.Input = input;
-      ctx.appended.push(event);
-      record.open[String(seq)] = { kind: "activity", name, input, attempt, retryKey: ctx.retryKey };
-      ctx.effects.push(() => this.#enqueueActivity(record.instanceId, seq));
-    } else {
-      const childId = explicitChildId ?? `${record.instanceId}:${seq.toString(16).padStart(4, "0")}`;
-      const event: HistoryEvent = {
-        EventType: EventType.SubOrchestrationInstanceCreated,
-        EventId: seq,
-        IsPlayed: true,
-        Timestamp: ctx.now,
-        Name: name,
-        InstanceId: childId,
-      };
-      if (input !== undefined) event.Input = input;
-      ctx.appended.push(event);
-      const task: OpenTask = { kind: "subOrchestration", name, childId, input, retryKey: ctx.retryKey };
-      record.open[String(seq)] = task;
-      ctx.effects.push(() => this.#ensureChild(record, seq, task));
-    }
   }
 
   async #invokeOrchestrator(
@@ -825,17 +606,7 @@ export class DurableEngine {
     for (const [key, task] of Object.entries(record.open)) {
       if (task.kind === "timer") this.#cancelTimer(record.instanceId, Number(key));
     }
-    // Events raised for the next generation survive, as with the extension's default.
-    const carried = record.pending.filter((p) => p.event.EventType === EventType.EventRaised);
-    const fresh = this.#newRecord(record.instanceId, record.name, input);
-    Object.assign(record, {
-      ...fresh,
-      createdTime: record.createdTime,
-      parent: record.parent,
-      customStatus: record.customStatus,
-      runtimeStatus: "Running",
-      pending: [...fresh.pending, ...carried],
-    });
+    continueAsNewRecord(record, this.#newRecord(record.instanceId, record.name, input));
     this.#save(record);
   }
 
@@ -847,14 +618,7 @@ export class DurableEngine {
     for (const [key, task] of Object.entries(record.open)) {
       if (task.kind === "timer") this.#cancelTimer(record.instanceId, Number(key));
     }
-    record.open = {};
-    record.retries = {};
-    record.pending = [];
-    record.runtimeStatus = status;
-    if (result.output !== undefined) record.output = result.output;
-    else if (status === "Failed" && result.failure) record.output = JSON.stringify(result.failure.message);
-    if (result.failure) record.failure = result.failure;
-    this.#touch(record);
+    finishRecord(record, status, result, this.#now());
     this.#save(record);
     this.#evict(record);
     this.#notifyParent(record);
@@ -952,28 +716,7 @@ export class DurableEngine {
 
   /** Records a task's outcome as a pending event and persists it; the caller kicks the episode. */
   #queueCompletion(record: InstanceRecord, seq: number, event: HistoryEvent): void {
-    const task = record.open[String(seq)];
-    delete record.open[String(seq)];
-    let plan: AllocationPlan | undefined;
-    if (task?.retryKey !== undefined) {
-      const retry = record.retries[task.retryKey];
-      const failed =
-        event.EventType === EventType.TaskFailed ||
-        event.EventType === EventType.SubOrchestrationInstanceFailed;
-      if (retry && failed) {
-        retry.failures++;
-        plan = { kind: "retryTimer", retryKey: task.retryKey };
-      } else if (task.kind === "timer" && retry) {
-        // The library schedules another attempt only while attempts remain; after the last one the
-        // timer still fires and the task fails.
-        if (retry.failures < retry.options.maxNumberOfAttempts)
-          plan = { kind: "retryAttempt", retryKey: task.retryKey };
-        else delete record.retries[task.retryKey];
-      } else {
-        delete record.retries[task.retryKey];
-      }
-    }
-    record.pending.push(plan ? { event, plan } : { event });
+    recordCompletion(record, seq, event);
     this.#touch(record);
     this.#save(record);
     this.#changes.emit("change");
@@ -1058,16 +801,7 @@ export class DurableEngine {
     if (!parent || isTerminal(parent.runtimeStatus) || task?.kind !== "subOrchestration") return;
     if (child.parent.executionId !== parent.executionId) return;
     if (task.childId !== child.instanceId) return;
-    const base = { EventId: -1, IsPlayed: false, Timestamp: this.#now(), TaskScheduledId: seq };
-    const event: HistoryEvent =
-      child.runtimeStatus === "Completed"
-        ? { ...base, EventType: EventType.SubOrchestrationInstanceCompleted, Result: child.output ?? "null" }
-        : {
-            ...base,
-            EventType: EventType.SubOrchestrationInstanceFailed,
-            Reason: `Orchestrator function '${child.name}' failed: ${child.failure?.message ?? child.runtimeStatus}`,
-            Details: child.failure?.details ?? "",
-          };
+    const event = childOutcomeEvent(child, seq, this.#now());
     this.#queueCompletion(parent, seq, event);
     this.#kick(parent);
   }
@@ -1075,33 +809,7 @@ export class DurableEngine {
   // ---------------------------------------------------------------- helpers
 
   #newRecord(instanceId: string, name: string, input: string | undefined): InstanceRecord {
-    const now = this.#now();
-    const started: HistoryEvent = {
-      EventType: EventType.ExecutionStarted,
-      EventId: -1,
-      IsPlayed: false,
-      Timestamp: now,
-      Name: name,
-    };
-    if (input !== undefined) started.Input = input;
-    const record: InstanceRecord = {
-      format: 1,
-      instanceId,
-      name,
-      runtimeStatus: "Pending",
-      executionId: randomUUID(),
-      createdTime: now,
-      lastUpdatedTime: now,
-      history: [],
-      pending: [{ event: started }],
-      actions: [],
-      nextSequence: 0,
-      open: {},
-      retries: {},
-      episodes: 0,
-    };
-    if (input !== undefined) record.input = input;
-    return record;
+    return newInstanceRecord(instanceId, name, input, this.#now(), randomUUID());
   }
 
   #forget(record: InstanceRecord): void {
@@ -1170,194 +878,6 @@ function timerKey(instanceId: string, seq: number): string {
   return `${instanceId}#${seq}`;
 }
 
-function isRunnable(record: InstanceRecord): boolean {
-  return record.runtimeStatus === "Pending" || record.runtimeStatus === "Running";
-}
-
 function randomInstanceId(): string {
   return globalThis.crypto.randomUUID().replace(/-/g, "");
-}
-
-/**
- * Canonical JSON text of an action's input. Activity (and continue-as-new) inputs that are strings
- * arrive already JSON-encoded (the library's `Utils.processInput`); sub-orchestrator inputs do not.
- */
-function actionInputText(action: OrchestratorAction): string | undefined {
-  if (action.input === undefined || action.input === null) return action.input === null ? "null" : undefined;
-  const preEncoded =
-    action.actionType === ActionType.CallActivity ||
-    action.actionType === ActionType.CallActivityWithRetry ||
-    action.actionType === ActionType.ContinueAsNew;
-  if (preEncoded && typeof action.input === "string") return action.input;
-  return JSON.stringify(action.input);
-}
-
-function describeAction(action: OrchestratorAction, seq: number | undefined): RecordedAction {
-  const recorded: RecordedAction = { actionType: action.actionType };
-  if (seq !== undefined) recorded.seq = seq;
-  const name = action.functionName ?? action.externalEventName;
-  if (name !== undefined) recorded.name = name;
-  const input = actionInputText(action);
-  if (input !== undefined) recorded.input = input;
-  if (action.fireAt !== undefined) recorded.fireAt = action.fireAt;
-  if (action.instanceId !== undefined) recorded.instanceId = action.instanceId;
-  return recorded;
-}
-
-function sameAction(recorded: RecordedAction, action: OrchestratorAction): boolean {
-  const now = describeAction(action, recorded.seq);
-  return (
-    now.actionType === recorded.actionType &&
-    now.name === recorded.name &&
-    now.input === recorded.input &&
-    now.fireAt === recorded.fireAt &&
-    now.instanceId === recorded.instanceId
-  );
-}
-
-function showAction(action: RecordedAction | undefined): string {
-  if (!action) return "nothing";
-  const type = ACTION_TYPE_NAMES[action.actionType] ?? `action type ${action.actionType}`;
-  const parts = [type];
-  if (action.name !== undefined) parts.push(`'${action.name}'`);
-  if (action.input !== undefined) parts.push(`input ${truncate(action.input)}`);
-  if (action.fireAt !== undefined) parts.push(`fireAt ${action.fireAt}`);
-  return parts.join(" ");
-}
-
-function truncate(text: string): string {
-  return text.length > 120 ? `${text.slice(0, 117)}...` : text;
-}
-
-/** Describes the first place where the replayed actions stop extending the recorded ones. */
-function findMismatch(
-  record: InstanceRecord,
-  flat: OrchestratorAction[],
-  failed = false,
-): string | undefined {
-  const recorded = record.actions;
-  for (let i = 0; i < recorded.length; i++) {
-    const before = recorded[i];
-    const now = flat[i];
-    if (!before) continue;
-    if (!now) {
-      // An orchestrator that throws stops yielding; that is a failure, not nondeterminism.
-      if (failed) return undefined;
-      return nondeterminism(record, i, before, undefined);
-    }
-    if (!sameAction(before, now)) return nondeterminism(record, i, before, describeAction(now, before.seq));
-  }
-  return undefined;
-}
-
-function nondeterminism(
-  record: InstanceRecord,
-  index: number,
-  before: RecordedAction,
-  now: RecordedAction | undefined,
-): string {
-  return (
-    `Non-deterministic orchestrator '${record.name}' (instance '${record.instanceId}'): on replay, ` +
-    `action #${index} is ${showAction(now)} but the recorded history has ${showAction(before)}. ` +
-    "Orchestrator code must make the same calls in the same order on every replay: no Date.now(), " +
-    "Math.random(), environment reads, I/O or module-level state."
-  );
-}
-
-function parseOutOfProcData(message: string): OrchestratorState | undefined {
-  let from = 0;
-  for (;;) {
-    const index = message.indexOf(OUT_OF_PROC_DATA_LABEL, from);
-    if (index < 0) return undefined;
-    try {
-      const state = JSON.parse(message.slice(index + OUT_OF_PROC_DATA_LABEL.length)) as OrchestratorState;
-      if (state && Array.isArray(state.actions)) return state;
-    } catch {
-      // The label appeared inside the error text itself; look further.
-    }
-    from = index + 1;
-  }
-}
-
-function toJsonText(value: unknown): string {
-  return value === undefined ? "null" : JSON.stringify(value);
-}
-
-/** JSON text of an activity's return value as the extension would record it in TaskCompleted.Result. */
-function rpcToJsonText(data: RpcTypedData | null | undefined): string {
-  if (!data) return "null";
-  if (data.json !== undefined && data.json !== null) return data.json;
-  if (data.string !== undefined && data.string !== null) return JSON.stringify(data.string);
-  if (data.int !== undefined && data.int !== null) return JSON.stringify(data.int);
-  if (data.double !== undefined && data.double !== null) return JSON.stringify(data.double);
-  if (data.bytes !== undefined && data.bytes !== null)
-    return JSON.stringify(Buffer.from(data.bytes).toString("base64"));
-  return "null";
-}
-
-function describeFailure(err: unknown): {
-  reason: string;
-  details: string;
-  failureDetails?: FailureDetailsPayload;
-} {
-  const error = err instanceof Error ? err : new Error(String(err));
-  const result: { reason: string; details: string; failureDetails?: FailureDetailsPayload } = {
-    reason: error.message,
-    details: error.stack ?? "",
-  };
-  // With an exception-properties provider registered, the library turns the error message into a
-  // failure-details JSON document; the extension passes it on as FailureDetails.
-  try {
-    const parsed = JSON.parse(error.message) as Record<string, unknown>;
-    if (parsed && typeof parsed.errorType === "string" && typeof parsed.errorMessage === "string") {
-      result.reason = parsed.errorMessage;
-      result.failureDetails = {
-        ErrorType: parsed.errorType,
-        ErrorMessage: parsed.errorMessage,
-        IsNonRetriable: parsed.isNonRetriable === true,
-      };
-      if (typeof parsed.stackTrace === "string") result.failureDetails.StackTrace = parsed.stackTrace;
-      if (parsed.properties && typeof parsed.properties === "object") {
-        result.failureDetails.Properties = parsed.properties as Record<string, unknown>;
-      }
-    }
-  } catch {
-    // A plain message.
-  }
-  return result;
-}
-
-function toStatus(
-  record: InstanceRecord,
-  options: { showHistory?: boolean; showInput?: boolean },
-): InstanceStatus {
-  const parse = (text: string | undefined): unknown =>
-    text === undefined ? null : (JSON.parse(text) as unknown);
-  const status: InstanceStatus = {
-    name: record.name,
-    instanceId: record.instanceId,
-    runtimeStatus: record.runtimeStatus,
-    input: options.showInput === false ? null : parse(record.input),
-    output: parse(record.output),
-    customStatus: parse(record.customStatus),
-    createdTime: record.createdTime,
-    lastUpdatedTime: record.lastUpdatedTime,
-  };
-  if (options.showHistory) status.historyEvents = record.history;
-  return status;
-}
-
-function matchesFilter(record: InstanceRecord, filter: ListFilter): boolean {
-  const created = Date.parse(record.createdTime);
-  if (filter.createdTimeFrom && created < filter.createdTimeFrom.getTime()) return false;
-  if (filter.createdTimeTo && created > filter.createdTimeTo.getTime()) return false;
-  if (
-    filter.runtimeStatus &&
-    filter.runtimeStatus.length > 0 &&
-    !filter.runtimeStatus.includes(record.runtimeStatus)
-  ) {
-    return false;
-  }
-  if (filter.instanceIdPrefix && !record.instanceId.startsWith(filter.instanceIdPrefix)) return false;
-  return true;
 }

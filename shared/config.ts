@@ -2,11 +2,12 @@ import {
   DEFAULT_GRACE_SECONDS,
   DEFAULT_MIN_KEY_AGE_DAYS,
   DEFAULT_PARALLELISM,
-  InvalidInputError,
-  MAX_GRACE_SECONDS,
   parseMinKeyAgeDays,
   parseParallelism,
+  parseWholeNumber,
+  toGraceSeconds,
 } from "./rotation";
+import { ConfigurationError, InvalidInputError } from "./errors";
 import { parseNcrontab } from "./ncrontab";
 
 /**
@@ -71,14 +72,6 @@ const MAX_SECRET_EXPIRY_MARGIN_DAYS = 365;
 
 const GUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
-export class ConfigError extends InvalidInputError {
-  constructor(reasons: string[]) {
-    super(reasons);
-    this.name = "ConfigError";
-    this.message = `keyturn's settings are invalid:\n- ${reasons.join("\n- ")}`;
-  }
-}
-
 function list(value: string | undefined): string[] {
   return (value ?? "")
     .split(/[,;\s]+/)
@@ -93,7 +86,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): KeyturnConfig 
       return fn();
     } catch (e) {
       const reasons = e instanceof InvalidInputError ? e.reasons : [(e as Error).message];
-      problems.push(...reasons.map((r) => `${setting}: ${r}`));
+      // A reason that already names the setting (`KEYTURN_X "value" must be …`) stands as it is.
+      problems.push(...reasons.map((r) => (r.startsWith(`${setting} `) ? r : `${setting}: ${r}`)));
       return fallback;
     }
   };
@@ -108,19 +102,14 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): KeyturnConfig 
     );
   }
 
-  let graceSeconds = DEFAULT_GRACE_SECONDS;
-  const graceText = env[SETTING.graceMinutes]?.trim();
-  if (graceText) {
-    // Decimal only: Number() would also read "0x10" as 16 and "1e3" as 1000.
-    const minutes = /^\d+(\.\d+)?$/.test(graceText) ? Number(graceText) : Number.NaN;
-    if (!Number.isFinite(minutes) || minutes < 0 || minutes * 60 > MAX_GRACE_SECONDS) {
-      problems.push(
-        `${SETTING.graceMinutes} "${graceText}" must be a number of minutes from 0 to ${MAX_GRACE_SECONDS / 60}`,
-      );
-    } else {
-      graceSeconds = Math.round(minutes * 60);
-    }
-  }
+  const graceSeconds = attempt(
+    SETTING.graceMinutes,
+    () => {
+      const text = env[SETTING.graceMinutes]?.trim();
+      return text ? toGraceSeconds(text, "minutes", SETTING.graceMinutes) : DEFAULT_GRACE_SECONDS;
+    },
+    DEFAULT_GRACE_SECONDS,
+  );
 
   const minKeyAgeDays = attempt(
     SETTING.minKeyAgeDays,
@@ -133,31 +122,32 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): KeyturnConfig 
     DEFAULT_PARALLELISM,
   );
 
-  let keyPropagationSeconds = DEFAULT_KEY_PROPAGATION_SECONDS;
-  const propagationText = env[SETTING.keyPropagationSeconds]?.trim();
-  if (propagationText) {
-    const seconds = /^\d+$/.test(propagationText) ? Number(propagationText) : Number.NaN;
-    if (!Number.isInteger(seconds) || seconds < 0 || seconds > MAX_KEY_PROPAGATION_SECONDS) {
-      problems.push(
-        `${SETTING.keyPropagationSeconds} "${propagationText}" must be a whole number of seconds from 0 to ${MAX_KEY_PROPAGATION_SECONDS} (default ${DEFAULT_KEY_PROPAGATION_SECONDS})`,
-      );
-    } else {
-      keyPropagationSeconds = seconds;
-    }
-  }
-
-  let secretExpiryMarginDays = DEFAULT_SECRET_EXPIRY_MARGIN_DAYS;
-  const marginText = env[SETTING.secretExpiryMarginDays]?.trim();
-  if (marginText) {
-    const days = /^\d+$/.test(marginText) ? Number(marginText) : Number.NaN;
-    if (!Number.isInteger(days) || days < 1 || days > MAX_SECRET_EXPIRY_MARGIN_DAYS) {
-      problems.push(
-        `${SETTING.secretExpiryMarginDays} "${marginText}" must be a whole number of days from 1 to ${MAX_SECRET_EXPIRY_MARGIN_DAYS} (added to the schedule's interval for the expiry of the Key Vault secrets keyturn publishes; default ${DEFAULT_SECRET_EXPIRY_MARGIN_DAYS})`,
-      );
-    } else {
-      secretExpiryMarginDays = days;
-    }
-  }
+  const keyPropagationSeconds = attempt(
+    SETTING.keyPropagationSeconds,
+    () =>
+      parseWholeNumber(env[SETTING.keyPropagationSeconds], {
+        what: SETTING.keyPropagationSeconds,
+        unit: "seconds",
+        fallback: DEFAULT_KEY_PROPAGATION_SECONDS,
+        min: 0,
+        max: MAX_KEY_PROPAGATION_SECONDS,
+        note: `default ${DEFAULT_KEY_PROPAGATION_SECONDS}`,
+      }),
+    DEFAULT_KEY_PROPAGATION_SECONDS,
+  );
+  const secretExpiryMarginDays = attempt(
+    SETTING.secretExpiryMarginDays,
+    () =>
+      parseWholeNumber(env[SETTING.secretExpiryMarginDays], {
+        what: SETTING.secretExpiryMarginDays,
+        unit: "days",
+        fallback: DEFAULT_SECRET_EXPIRY_MARGIN_DAYS,
+        min: 1,
+        max: MAX_SECRET_EXPIRY_MARGIN_DAYS,
+        note: `added to the schedule's interval for the expiry of the Key Vault secrets keyturn publishes; default ${DEFAULT_SECRET_EXPIRY_MARGIN_DAYS}`,
+      }),
+    DEFAULT_SECRET_EXPIRY_MARGIN_DAYS,
+  );
 
   const patienceText = env[SETTING.throttlePatienceMinutes]?.trim();
   if (
@@ -190,7 +180,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): KeyturnConfig 
     );
   }
 
-  if (problems.length > 0) throw new ConfigError(problems);
+  if (problems.length > 0) throw new ConfigurationError(problems);
   const connectionFile = env[SETTING.connectionFile]?.trim() || undefined;
   return {
     schedule,

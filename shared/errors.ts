@@ -12,14 +12,31 @@ export class KeyturnError extends Error {
   }
 }
 
-/** A configuration or input problem found before anything was written (invariant I6). */
-export class ConfigurationError extends KeyturnError {
-  constructor(
-    /** The setting, option or field to fix, e.g. `KEYTURN_ARM_ENDPOINT`. */
-    readonly setting: string,
-    message: string,
-  ) {
+/**
+ * Bad input or settings, what the caller must fix, found before anything was written (invariant I6).
+ * It carries every reason at once, so that one round trip fixes them all.
+ */
+export class InvalidInputError extends KeyturnError {
+  readonly reasons: readonly string[];
+  constructor(reasons: readonly string[], message = reasons.join("; ")) {
     super(message);
+    this.reasons = reasons;
+  }
+}
+
+/** keyturn's own settings are wrong: one setting (`setting` names it), or every problem `loadConfig` found. */
+export class ConfigurationError extends InvalidInputError {
+  /** The setting, option or field to fix, e.g. `KEYTURN_ARM_ENDPOINT`; undefined for a list of problems. */
+  readonly setting?: string;
+  constructor(setting: string, message: string);
+  constructor(reasons: readonly string[]);
+  constructor(settingOrReasons: string | readonly string[], message?: string) {
+    if (typeof settingOrReasons === "string") {
+      super([message ?? settingOrReasons], message);
+      this.setting = settingOrReasons;
+    } else {
+      super(settingOrReasons, `keyturn's settings are invalid:\n- ${settingOrReasons.join("\n- ")}`);
+    }
   }
 }
 

@@ -9,6 +9,8 @@
  * day-of-week is 0–6 (Sunday = 0; 7 is rejected as NCrontab rejects it).
  */
 
+import { InvalidInputError } from "./errors";
+
 const MONTHS = ["JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"];
 const WEEKDAYS = ["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"];
 
@@ -29,8 +31,11 @@ const FIELDS: FieldSpec[] = [
   { label: "day-of-week", min: 0, max: 6, names: WEEKDAYS, namesStartAt: 0 },
 ];
 
-export class NcrontabError extends Error {
-  override name = "NcrontabError";
+/** A schedule that is not NCRONTAB: bad input, with the one reason as its message. */
+export class NcrontabError extends InvalidInputError {
+  constructor(message: string) {
+    super([message]);
+  }
 }
 
 /** A parsed schedule: the sorted values each field allows. */

@@ -2,7 +2,7 @@ import { AzureError, isObject, jsonBody, type Request } from "../http";
 import { newStorageKey, resourceKey, storageAccountId, type KeyName, type StorageAccount } from "../model";
 import type { EmulatorContext, RouteModule } from "../context";
 import { filterByGroup, getResource, page } from "./common";
-import { scheduleWorkspaceAutoSync } from "./ml";
+import { scheduleWorkspaceAutoSync } from "./ml/resync";
 
 const TYPE = "Microsoft.Storage/storageAccounts";
 const ACCOUNT =

@@ -58,4 +58,5 @@ resource assignments 'Microsoft.Authorization/roleAssignments@2022-04-01' = [
 output name string = storage.name
 output id string = storage.id
 output blobEndpoint string = storage.properties.primaryEndpoints.blob
+output queueEndpoint string = storage.properties.primaryEndpoints.queue
 output tableEndpoint string = storage.properties.primaryEndpoints.table

@@ -15,7 +15,10 @@ export function resolveKeyTarget(target: KeyTarget, learned: LearnedFingerprints
   return value;
 }
 
-/** A key as an activity must find it: by name, with the fingerprint the plan expects it to have. */
+/**
+ * A key by name and fingerprint (never its value): as an activity must find it, with the fingerprint
+ * the plan expects it to have, or as a report shows the active key before and after.
+ */
 export interface KeyRef {
   key: KeyName;
   fingerprint: Fingerprint;

@@ -20,7 +20,7 @@ import type {
   RegenerateKeyStep,
   VerifyConsumersStep,
 } from "./plan";
-import { keyState, type AccountExecution, type Outage } from "./report";
+import { keyRefOf, type AccountExecution, type Outage } from "./report";
 
 /**
  * The per-account procedure (DESIGN §2) as a pure state machine: `next(state, result, now)` takes what
@@ -727,7 +727,7 @@ function finish(
   const execution: AccountExecution = {
     outcome,
     ...(reason !== undefined ? { reason } : {}),
-    activeKeyAfter: outcome === "rotated" ? keyState(keys, plan.standbyKey) : undefined,
+    activeKeyAfter: outcome === "rotated" ? keyRefOf(keys, plan.standbyKey) : undefined,
     consumerActions: state.consumerActions,
     durationMs: now - state.startedAt,
     armCalls: state.armCalls,

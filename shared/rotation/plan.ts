@@ -15,7 +15,7 @@ import {
   type StorageAccountSnapshot,
 } from "./model";
 import { evaluateAccountPolicy, type PolicyOptions, type PolicySkipCode } from "./policy";
-import { formatDuration } from "./report";
+import { formatDuration } from "./limits";
 
 /** How a consumer is moved to a key; one per consumer kind that holds a key. */
 export type MoveOperation =

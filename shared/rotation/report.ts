@@ -1,8 +1,10 @@
-import type { Fingerprint } from "./fingerprint";
 import type { UnattachedCode, UnattachedConsumer } from "./graph";
 import type { ConsumerKind, ConsumerRef, KeyName, KeySnapshot } from "./model";
 import type { AccountPlan, AccountPlanResult, AccountRef } from "./plan";
-import { describeUnmatched, type PolicySkipCode, type UnmatchedScopeEntry } from "./policy";
+import type { KeyRef } from "./guards";
+import type { PolicySkipCode } from "./policy";
+import { describeUnmatched, type UnmatchedScopeEntry } from "./scope";
+import { formatDuration } from "./limits";
 import { isReportOnly } from "./model";
 
 export type AccountOutcome = "rotated" | "skipped" | "stalled" | "failed" | "planned";
@@ -16,11 +18,6 @@ export const POLICY_SKIP_CODES: readonly SkipCode[] = [
   "no-consumers",
   "too-young",
 ];
-
-export interface KeyState {
-  key: KeyName;
-  fingerprint: Fingerprint;
-}
 
 /** `gone`: the consumer was deleted during the rotation; nothing holds a key through it any more. */
 export type ConsumerAction = "updated" | "verified" | "skipped" | "healed" | "gone";
@@ -53,8 +50,8 @@ export interface AccountReport {
   outcome: AccountOutcome;
   skipCode?: SkipCode;
   reason?: string;
-  activeKeyBefore?: KeyState;
-  activeKeyAfter?: KeyState;
+  activeKeyBefore?: KeyRef;
+  activeKeyAfter?: KeyRef;
   consumers: ConsumerReport[];
   graceSeconds: number;
   durationMs: number;
@@ -90,7 +87,7 @@ export interface RotationReport {
 export interface AccountExecution {
   outcome: "rotated" | "stalled" | "failed";
   reason?: string;
-  activeKeyAfter?: KeyState;
+  activeKeyAfter?: KeyRef;
   /** By consumer id; consumers not listed get the plan's intended action when rotated, else `skipped`. */
   /** `consumer` names one the plan did not know (a datastore added during the grace). */
   consumerActions?: Record<string, { action: ConsumerAction; reason?: string; consumer?: ConsumerRef }>;
@@ -100,7 +97,8 @@ export interface AccountExecution {
   keysRegenerated?: KeyName[];
 }
 
-export function keyState(keys: Record<KeyName, KeySnapshot>, key: KeyName): KeyState {
+/** The key as a report shows it: its name and fingerprint (never its creation time). */
+export function keyRefOf(keys: Record<KeyName, KeySnapshot>, key: KeyName): KeyRef {
   return { key, fingerprint: keys[key].fingerprint };
 }
 
@@ -115,7 +113,7 @@ export function accountReport(result: AccountPlanResult, execution?: AccountExec
       outcome: "skipped",
       skipCode: result.code,
       reason: result.reason,
-      ...(result.decision ? { activeKeyBefore: keyState(result.keys, result.decision.activeKey) } : {}),
+      ...(result.decision ? { activeKeyBefore: keyRefOf(result.keys, result.decision.activeKey) } : {}),
       consumers: result.consumers.map((c) => ({ ...pick(c), action: "skipped" as const })),
       graceSeconds: 0,
       durationMs: execution?.durationMs ?? 0,
@@ -166,7 +164,7 @@ export function accountReport(result: AccountPlanResult, execution?: AccountExec
       outcome: "skipped",
       skipCode: plan.heal.code,
       reason: `${plan.heal.reason}; healed without a new rotation: ${healed.join(", ")} moved to ${plan.activeKey}`,
-      activeKeyBefore: keyState(plan.keys, plan.activeKey),
+      activeKeyBefore: keyRefOf(plan.keys, plan.activeKey),
       consumers,
       graceSeconds: 0,
       durationMs: execution?.durationMs ?? 0,
@@ -180,7 +178,7 @@ export function accountReport(result: AccountPlanResult, execution?: AccountExec
     ...header(plan.account),
     outcome,
     ...(execution?.reason !== undefined ? { reason: execution.reason } : {}),
-    activeKeyBefore: keyState(plan.keys, plan.activeKey),
+    activeKeyBefore: keyRefOf(plan.keys, plan.activeKey),
     ...(execution?.activeKeyAfter ? { activeKeyAfter: execution.activeKeyAfter } : {}),
     consumers,
     graceSeconds: plan.graceSeconds,
@@ -292,19 +290,7 @@ export function summarize(report: RotationReport): Record<AccountOutcome, number
 // ---------------------------------------------------------------------------------------------
 // Text rendering
 
-/** "0s", "90s", "60m", "1h30m", "2h": the same units `parseDuration` reads. */
-export function formatDuration(seconds: number): string {
-  const s = Math.max(0, Math.round(seconds));
-  if (s === 0) return "0s";
-  const h = Math.floor(s / 3600);
-  const m = Math.floor((s % 3600) / 60);
-  const rest = s % 60;
-  if (h === 0 && m === 0) return `${rest}s`;
-  if (h === 0) return rest === 0 ? `${m}m` : `${m}m${String(rest).padStart(2, "0")}s`;
-  return m === 0 ? `${h}h` : `${h}h${String(m).padStart(2, "0")}m`;
-}
-
-function formatKey(state: KeyState | undefined): string {
+function formatKey(state: KeyRef | undefined): string {
   return state ? `${state.key} ${state.fingerprint}` : "-";
 }
 

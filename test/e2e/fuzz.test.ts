@@ -4,7 +4,8 @@ import { startRotationRig, type RotationRig } from "../helpers/rotation";
 import { regenerationCounts } from "../helpers/estate";
 import { admin } from "../helpers/emulator";
 import { rawRequest, type RawRequest, type RawResponse } from "../helpers/http";
-import { ConfigError, loadConfig, SETTING } from "../../shared/config";
+import { loadConfig, SETTING } from "../../shared/config";
+import { ConfigurationError } from "../../shared/errors";
 import { loadCloudProfile } from "../../shared/azure";
 import { ledgerDigest } from "../../emulator/ledger";
 
@@ -667,7 +668,7 @@ describe("bad settings are refused before anything is written, naming the settin
           } catch (e) {
             error = e;
           }
-          if (!(error instanceof ConfigError)) throw new Error(`${setting}="${value}" was accepted`);
+          if (!(error instanceof ConfigurationError)) throw new Error(`${setting}="${value}" was accepted`);
           const reason = error.reasons.find((r) => r.includes(setting));
           if (!reason) throw new Error(`${setting}="${value}": no reason names ${setting}: ${error.message}`);
           if (!/must|e\.g\.|like|expected|use |a GUID/.test(reason)) throw new Error(`no fix in: ${reason}`);

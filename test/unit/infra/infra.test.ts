@@ -147,6 +147,7 @@ describe("app settings: infra/app-settings.json against the code", () => {
   it("main.bicep computes exactly the `deployment` settings", () => {
     const block = /var deploymentSettings = \{([\s\S]*?)\n\}/.exec(mainBicep)?.[1] ?? "";
     const keys = [...block.matchAll(/^\s*([A-Za-z_][A-Za-z0-9_]*)\s*:/gm)].map((m) => m[1]);
+    keys.push(...Object.keys(schedulerSettings()));
     expect(keys.sort()).toEqual(
       settings
         .filter((s) => s.set === "deployment")
@@ -155,10 +156,25 @@ describe("app settings: infra/app-settings.json against the code", () => {
     );
     expect(mainBicep).toMatch(/filter\(settingsFile\.settings, s => s\.set == 'literal'\)/);
     expect(mainBicep).toMatch(
-      /appSettings: union\(literalSettings, deploymentSettings, appSettingOverrides\)/,
+      /appSettings: union\(literalSettings, deploymentSettings, schedulerSettings, appSettingOverrides\)/,
     );
   });
 });
+
+/** The settings main.bicep adds when durableBackend is DurableTaskScheduler, by name, as Bicep source. */
+function schedulerSettings(): Record<string, string> {
+  const block =
+    /var schedulerSettings = useScheduler\s*\?\s*\{([\s\S]*?)\n\s*\}\s*:\s*\{\}/.exec(mainBicep)?.[1] ?? "";
+  return Object.fromEntries(
+    [...block.matchAll(/^\s*([A-Za-z_][A-Za-z0-9_]*)\s*:\s*(.+)$/gm)].map((m) => [m[1] ?? "", m[2] ?? ""]),
+  );
+}
+
+/** main.bicep's value of a `deployment` setting, as Bicep source. */
+function deployedValue(name: string): string | undefined {
+  const block = /var deploymentSettings = \{([\s\S]*?)\n\}/.exec(mainBicep)?.[1] ?? "";
+  return new RegExp(`^\\s*${name}\\s*:\\s*(.+)$`, "m").exec(block)?.[1];
+}
 
 function read_host_settings(): string[] {
   return [...read("host.json").matchAll(/%([A-Za-z_][A-Za-z0-9_]*)%/g)].map((m) => m[1] ?? "");
@@ -180,10 +196,20 @@ describe("no secret in app settings or infra", () => {
       // The Functions host's own storage goes through the identity (AzureWebJobsStorage__*), never a connection string.
       expect(name).not.toBe("AzureWebJobsStorage");
       expect(name).not.toMatch(/^(WEBSITE_CONTENTAZUREFILECONNECTIONSTRING|APPINSIGHTS_INSTRUMENTATIONKEY)$/);
-      if (name !== "APPLICATIONINSIGHTS_CONNECTION_STRING") {
+      // Names of connections, not holders of secrets: their values are checked below.
+      const exempt = [
+        "APPLICATIONINSIGHTS_CONNECTION_STRING",
+        "DURABLE_TASK_SCHEDULER_CONNECTION_STRING",
+        "AzureFunctionsJobHost__extensions__durableTask__storageProvider__connectionStringName",
+      ];
+      if (!exempt.includes(name)) {
         expect(name).not.toMatch(/CONNECTION_?STRING|SECRET|PASSWORD|_KEY$|AccountKey/i);
       }
     }
+    // The Durable Task Scheduler "connection string" names the endpoint and the managed identity: no secret.
+    expect(schedulerSettings().DURABLE_TASK_SCHEDULER_CONNECTION_STRING).toBe(
+      "'Endpoint=${scheduler!.outputs.endpoint};Authentication=ManagedIdentity;ClientID=${identity.outputs.clientId}'",
+    );
     // The Application Insights connection string only names where to send: local auth is off.
     expect(bicep.get("infra/modules/monitoring.bicep")).toMatch(/DisableLocalAuth: true/);
     expect(byName.get("APPLICATIONINSIGHTS_AUTHENTICATION_STRING")?.deployment).toMatch(/Authorization=AAD/);
@@ -205,12 +231,123 @@ describe("no secret in app settings or infra", () => {
     expect(bicep.get("infra/modules/keyvault.bicep")).toMatch(/enableRbacAuthorization: true/);
     expect(settings.map((s) => s.name)).toEqual(
       expect.arrayContaining([
-        "AzureWebJobsStorage__accountName",
+        "AzureWebJobsStorage__blobServiceUri",
+        "AzureWebJobsStorage__queueServiceUri",
+        "AzureWebJobsStorage__tableServiceUri",
         "AzureWebJobsStorage__credential",
         "AzureWebJobsStorage__clientId",
       ]),
     );
     expect(byName.get("AzureWebJobsStorage__credential")?.value).toBe("managedidentity");
+  });
+});
+
+describe("host storage in every cloud", () => {
+  it("never uses AzureWebJobsStorage__accountName (public-cloud DNS only, per Microsoft's docs)", () => {
+    expect(byName.has("AzureWebJobsStorage__accountName")).toBe(false);
+    for (const [file, text] of bicep) expect([file, text.includes("__accountName")]).toEqual([file, false]);
+  });
+
+  it("sets the blob, queue and table service URIs from the storage account's own endpoints", () => {
+    const storage = bicep.get("infra/modules/storage.bicep") ?? "";
+    for (const service of ["blob", "queue", "table"]) {
+      const name = `AzureWebJobsStorage__${service}ServiceUri`;
+      expect([name, byName.get(name)?.set]).toEqual([name, "deployment"]);
+      expect([name, deployedValue(name)]).toEqual([name, `storage.outputs.${service}Endpoint`]);
+      // The endpoints the account reports, never a name plus a hard-coded core.windows.net suffix.
+      expect(storage).toContain(
+        `output ${service}Endpoint string = storage.properties.primaryEndpoints.${service}`,
+      );
+    }
+    for (const [file, text] of bicep) expect([file, /core\.windows\.net/.test(text)]).toEqual([file, false]);
+  });
+});
+
+describe("the Durable Task Scheduler backend (durableBackend)", () => {
+  const dts = bicep.get("infra/modules/durable-task-scheduler.bicep") ?? "";
+
+  it("is a parameter: Azure Storage by default, the scheduler on request (azd: KEYTURN_DURABLE_BACKEND)", () => {
+    expect(mainBicep).toMatch(
+      /@allowed\(\['AzureStorage', 'DurableTaskScheduler'\]\)[\s\S]*?param durableBackend string = 'AzureStorage'/,
+    );
+    expect(mainBicep).toMatch(/var useScheduler = durableBackend == 'DurableTaskScheduler'/);
+    expect(read("infra/main.parameters.json")).toContain(
+      '"durableBackend": { "value": "${KEYTURN_DURABLE_BACKEND=AzureStorage}" }',
+    );
+  });
+
+  it("deploys a scheduler and the task hub host.json names, only for that backend", () => {
+    expect(mainBicep).toMatch(
+      /module scheduler 'modules\/durable-task-scheduler\.bicep' = if \(useScheduler\)/,
+    );
+    expect(mainBicep).toMatch(/taskHubName: taskHubName/);
+    expect(mainBicep).toMatch(
+      /var taskHubName = appSettingOverrides\.\?KEYTURN_TASK_HUB \?\? literalSettings\.KEYTURN_TASK_HUB/,
+    );
+    expect(dts).toMatch(/resource scheduler 'Microsoft\.DurableTask\/schedulers@[0-9-]+(?:-preview)?'/);
+    expect(dts).toMatch(/resource hub 'taskHubs' = \{\s*name: taskHubName/);
+    // An empty allow list refuses every caller.
+    expect(dts).toMatch(/ipAllowlist: \['0\.0\.0\.0\/0'\]/);
+    // The task hub's name is host.json's hubName, so the pattern both accept is the setting's.
+    expect(read("host.json")).toContain('"hubName": "%KEYTURN_TASK_HUB%"');
+    expect(byName.get("KEYTURN_TASK_HUB")?.value).toMatch(/^[A-Za-z0-9]{3,45}$/);
+  });
+
+  it("gives keyturn's identity Durable Task Data Contributor on the scheduler", () => {
+    expect(dts).toContain("'0ad04412-c4d5-4796-b79c-f76d14c8d402'"); // Durable Task Data Contributor
+    expect(dts).toMatch(
+      /scope: scheduler\s*\n\s*properties: \{\s*roleDefinitionId: subscriptionResourceId\('Microsoft\.Authorization\/roleDefinitions', durableTaskDataContributor\)/,
+    );
+    expect(dts).toMatch(/principalId: principalId\s*\n\s*principalType: 'ServicePrincipal'/);
+    expect(mainBicep).toMatch(/module scheduler[\s\S]*?principalId: identity\.outputs\.principalId/);
+  });
+
+  it("switches the host to it with app settings (host.json stays AzureStorage) and connects with the identity", () => {
+    expect(schedulerSettings()).toEqual({
+      AzureFunctionsJobHost__extensions__durableTask__storageProvider__type: "'azureManaged'",
+      AzureFunctionsJobHost__extensions__durableTask__storageProvider__connectionStringName:
+        "'DURABLE_TASK_SCHEDULER_CONNECTION_STRING'",
+      DURABLE_TASK_SCHEDULER_CONNECTION_STRING:
+        "'Endpoint=${scheduler!.outputs.endpoint};Authentication=ManagedIdentity;ClientID=${identity.outputs.clientId}'",
+    });
+    expect(mainBicep).toMatch(/var schedulerSettings = useScheduler\s*\?/);
+    const host = JSON.parse(read("host.json")) as {
+      extensionBundle: { id: string; version: string };
+      extensions: { durableTask: { storageProvider: { type: string } } };
+    };
+    expect(host.extensions.durableTask.storageProvider.type).toBe("AzureStorage");
+    // The azureManaged provider needs extension bundle 4.32.0 or later.
+    expect(host.extensionBundle).toEqual({
+      id: "Microsoft.Azure.Functions.ExtensionBundle",
+      version: "[4.32.0, 5.0.0)",
+    });
+    for (const name of Object.keys(schedulerSettings()))
+      expect([name, byName.get(name)?.deployment]).toEqual([
+        name,
+        expect.stringContaining("DurableTaskScheduler"),
+      ]);
+  });
+});
+
+describe("the HTTP API's caller identity", () => {
+  it("takes the tenant from the deployment and leaves the audience to the operator", () => {
+    expect(deployedValue("KEYTURN_API_TENANT_ID")).toBe("tenant().tenantId");
+    expect(byName.get("KEYTURN_API_AUDIENCE")?.set).toBe("no");
+  });
+
+  it("never reads the App Service Authentication headers (not enforced on Flex Consumption)", () => {
+    for (const file of ["functions/http.ts", "functions/auth.ts"]) {
+      expect([
+        file,
+        /x-ms-client-principal|WEBSITE_AUTH_ENABLED/i.test(read(file).replace(/^\s*(\/\/|\*).*$/gm, "")),
+      ]).toEqual([file, false]);
+    }
+  });
+});
+
+describe("more Bicep checks", () => {
+  it("outputs the storage account's queue endpoint", () => {
+    expect(bicep.get("infra/modules/storage.bicep")).toMatch(/output queueEndpoint string/);
   });
 
   it("sets nothing Flex Consumption rejects (the runtime is in functionAppConfig instead)", () => {

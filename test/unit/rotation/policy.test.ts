@@ -1,23 +1,21 @@
 import {
   DEFAULT_GRACE_SECONDS,
   DEFAULT_MIN_KEY_AGE_DAYS,
-  InvalidInputError,
   evaluateAccountPolicy,
   isAccountInScope,
-  isOptedOut,
-  isWorkspaceInScope,
   keyAgeDays,
   normalizeScope,
+  optOutTagValue,
   parseDuration,
-  parseGraceSeconds,
   parseMinKeyAgeDays,
   parseParallelism,
-  parseRotationRequest,
   scopeInstanceId,
+  toGraceSeconds,
   unmatchedScope,
   validateRotationRequest,
   type RotationRequest,
 } from "../../../shared/rotation";
+import { InvalidInputError } from "../../../shared/errors";
 import {
   NOW,
   SUBSCRIPTION,
@@ -31,6 +29,12 @@ import {
   workspaceId,
 } from "./builders";
 
+function graceOf(input: unknown, defaults?: { graceSeconds: number }): number {
+  const result = validateRotationRequest(input, defaults);
+  if (!result.ok) throw new Error(`expected the request to be accepted: ${result.reasons.join("; ")}`);
+  return result.value.graceSeconds;
+}
+
 function reasonsOf(input: unknown): string[] {
   const result = validateRotationRequest(input);
   if (result.ok) throw new Error("expected the request to be rejected");
@@ -40,17 +44,17 @@ function reasonsOf(input: unknown): string[] {
 describe("opt-out tag", () => {
   it("skips an account tagged keyturn:skip with any value", () => {
     for (const value of ["true", "yes", "", "legacy app, ask Dana"]) {
-      expect(isOptedOut({ tags: { "keyturn:skip": value } })).toBe(true);
+      expect(optOutTagValue({ "keyturn:skip": value })).toBe(value);
     }
   });
 
   it("matches the tag name in any case, as Azure does", () => {
-    expect(isOptedOut({ tags: { "KeyTurn:Skip": "true" } })).toBe(true);
+    expect(optOutTagValue({ "KeyTurn:Skip": "true" })).toBe("true");
   });
 
   it("rotates an account whose tag says false", () => {
-    expect(isOptedOut({ tags: { "keyturn:skip": "False" } })).toBe(false);
-    expect(isOptedOut({ tags: {} })).toBe(false);
+    expect(optOutTagValue({ "keyturn:skip": "False" })).toBeUndefined();
+    expect(optOutTagValue({})).toBeUndefined();
   });
 });
 
@@ -79,18 +83,31 @@ describe("parseDuration", () => {
   });
 });
 
-describe("parseGraceSeconds", () => {
+describe("toGraceSeconds", () => {
   it("defaults to an hour, the workspace's key cache", () => {
-    expect(parseGraceSeconds(undefined)).toBe(DEFAULT_GRACE_SECONDS);
-    expect(parseGraceSeconds("")).toBe(3600);
+    expect(graceOf({ scope: { storageAccounts: ["stdata01"] } })).toBe(DEFAULT_GRACE_SECONDS);
+    expect(DEFAULT_GRACE_SECONDS).toBe(3600);
   });
 
-  it("accepts no grace at all", () => {
-    expect(parseGraceSeconds("0")).toBe(0);
+  it("accepts no grace at all, as a duration or in minutes", () => {
+    expect(toGraceSeconds("0", "duration", "grace period")).toBe(0);
+    expect(toGraceSeconds("0", "minutes", "KEYTURN_GRACE_MINUTES")).toBe(0);
+    expect(toGraceSeconds(0, "minutes")).toBe(0);
   });
 
-  it("refuses a grace longer than a day", () => {
-    expect(() => parseGraceSeconds("25h")).toThrow('grace period "25h" is longer than the maximum of 24h');
+  it("reads minutes as a number or as decimal text", () => {
+    expect(toGraceSeconds(1.5, "minutes")).toBe(90);
+    expect(toGraceSeconds("1440", "minutes", "KEYTURN_GRACE_MINUTES")).toBe(86400);
+    expect(() => toGraceSeconds("0x10", "minutes", "KEYTURN_GRACE_MINUTES")).toThrow(
+      'KEYTURN_GRACE_MINUTES "0x10" must be a number of minutes from 0 to 1440',
+    );
+  });
+
+  it("refuses a grace longer than a day, whatever its unit", () => {
+    expect(() => toGraceSeconds("25h", "duration", "grace period")).toThrow(
+      'grace period "25h" must be a duration from 0 to 24h (the maximum)',
+    );
+    expect(() => toGraceSeconds(1441, "minutes")).toThrow("must be a number of minutes from 0 to 1440");
   });
 });
 
@@ -134,13 +151,9 @@ describe("validateRotationRequest", () => {
       graceMinutes: 1.5,
       dryRun: true,
     };
-    expect(parseRotationRequest(request).graceSeconds).toBe(90);
-    expect(
-      parseRotationRequest({ scope: { storageAccounts: ["stdata01"] } }, { graceSeconds: 60 }).graceSeconds,
-    ).toBe(60);
-    expect(
-      parseRotationRequest({ scope: { storageAccounts: ["stdata01"] }, graceMinutes: 0 }).graceSeconds,
-    ).toBe(0);
+    expect(graceOf(request)).toBe(90);
+    expect(graceOf({ scope: { storageAccounts: ["stdata01"] } }, { graceSeconds: 60 })).toBe(60);
+    expect(graceOf({ scope: { storageAccounts: ["stdata01"] }, graceMinutes: 0 })).toBe(0);
   });
 
   it("accepts names and ARM ids in every scope dimension", () => {
@@ -209,13 +222,8 @@ describe("validateRotationRequest", () => {
     );
   });
 
-  it("throws all reasons together from parseRotationRequest", () => {
-    expect(() => parseRotationRequest({ scope: {}, force: 1 })).toThrow(InvalidInputError);
-    try {
-      parseRotationRequest({ scope: {}, force: 1 });
-    } catch (error) {
-      expect((error as InvalidInputError).reasons).toEqual(["force: must be true or false"]);
-    }
+  it("names a field of the wrong type before it looks at an empty scope", () => {
+    expect(reasonsOf({ scope: {}, force: 1 })).toEqual(["force: must be true or false"]);
   });
 });
 
@@ -297,11 +305,10 @@ describe("scope", () => {
     ).toBe(false);
   });
 
-  it("selects workspaces to start discovery from", () => {
-    const ws = { id: workspaceId("mlw-one") };
-    expect(isWorkspaceInScope({ subscriptions: [SUBSCRIPTION], workspaces: ["MLW-ONE"] }, ws)).toBe(true);
-    expect(isWorkspaceInScope({ resourceGroups: ["rg-other"] }, ws)).toBe(false);
-    expect(isWorkspaceInScope({ storageAccounts: ["st"] }, ws)).toBe(true);
+  it("matches workspace entries by name in any case or by id, and resource groups through the workspaces found", () => {
+    const found = { accounts: [], workspaces: [{ id: workspaceId("mlw-one") }] };
+    expect(unmatchedScope({ workspaces: ["MLW-ONE", workspaceId("mlw-one")] }, found)).toEqual([]);
+    expect(unmatchedScope({ resourceGroups: ["rg-other"] }, found).map((e) => e.value)).toEqual(["rg-other"]);
   });
 });
 

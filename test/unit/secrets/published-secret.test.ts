@@ -4,12 +4,8 @@ import {
   secretValidity,
   SECRET_CONTENT_TYPE,
 } from "../../../shared/published-secret";
-import {
-  ConfigError,
-  DEFAULT_SCHEDULE,
-  DEFAULT_SECRET_EXPIRY_MARGIN_DAYS,
-  loadConfig,
-} from "../../../shared/config";
+import { DEFAULT_SCHEDULE, DEFAULT_SECRET_EXPIRY_MARGIN_DAYS, loadConfig } from "../../../shared/config";
+import { ConfigurationError } from "../../../shared/errors";
 
 const DAY = 86_400_000;
 const at = (iso: string) => new Date(iso);
@@ -113,8 +109,8 @@ describe("KEYTURN_KEY_VAULT_EXPIRY_MARGIN_DAYS", () => {
     } catch (e) {
       error = e;
     }
-    expect(error).toBeInstanceOf(ConfigError);
-    expect((error as ConfigError).reasons).toEqual([
+    expect(error).toBeInstanceOf(ConfigurationError);
+    expect((error as ConfigurationError).reasons).toEqual([
       expect.stringMatching(
         /^KEYTURN_KEY_VAULT_EXPIRY_MARGIN_DAYS ".*" must be a whole number of days from 1 to 365/,
       ),
