@@ -122,8 +122,7 @@ export async function secretNearExpiry(
   const running = await runningStatus(client, instanceId);
   if (running) return busy(running);
   const input = rotateAllInput(validation.value, settings, {
-    // RotateAllInput names three triggers; an event is an automatic start, as the timer's is.
-    trigger: "timer",
+    trigger: "event",
     startedBy: `SecretNearExpiry ${vaultName}/${secretName}`,
   });
   try {

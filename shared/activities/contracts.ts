@@ -1,3 +1,4 @@
+import type { Trigger } from "../telemetry/events";
 import type {
   Consumer,
   ConsumerCheck,
@@ -186,7 +187,7 @@ export interface RotateAllInput {
   graceSeconds: number;
   minKeyAgeDays: number;
   parallelism: number;
-  trigger: "timer" | "http" | "cli";
+  trigger: Trigger;
   startedBy: string;
   /**
    * KEYTURN_ARM_TIMEOUT_SECONDS where the rotation was started: a regeneration is tried again only

@@ -1,3 +1,4 @@
+import type { Trigger } from "../telemetry/events";
 import { mapLimit } from "../concurrency";
 import { telemetryFromEnv, emitAccountOutcome, emitKeyAge, emitRotationCompleted } from "../telemetry";
 import type { AccountReport, RotationReport, RotationScope } from "../rotation";
@@ -11,7 +12,7 @@ export type RecordRotationInput =
       phase: "started";
       rotationId: string;
       instanceId: string;
-      trigger: "timer" | "http" | "cli";
+      trigger: Trigger;
       dryRun: boolean;
       scope: RotationScope;
     }
@@ -19,7 +20,7 @@ export type RecordRotationInput =
       phase: "completed";
       rotationId: string;
       instanceId: string;
-      trigger: "timer" | "http" | "cli";
+      trigger: Trigger;
       startedBy: string;
       report: RotationReport;
     };

@@ -8,8 +8,8 @@
  * `customDimensions`). Property values arrive as strings: booleans as "true"/"false".
  */
 
-/** Where a rotation was started from. */
-export const TRIGGERS = ["timer", "http", "cli"] as const;
+/** Where a rotation was started from (`event`: a Key Vault SecretNearExpiry event through Event Grid). */
+export const TRIGGERS = ["timer", "http", "cli", "event"] as const;
 export type Trigger = (typeof TRIGGERS)[number];
 
 /**

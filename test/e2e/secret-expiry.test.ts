@@ -178,6 +178,10 @@ describe("SecretNearExpiry through the local host", () => {
     const report = done.output as RotationReport;
     expect(report.accounts.map((a) => [a.name, a.outcome])).toEqual([["stmlshared", "rotated"]]);
     expect(rig.host.durable.list().filter((i) => i.instanceId === instanceId)).toHaveLength(1);
+    expect(done.input).toMatchObject({
+      trigger: "event",
+      startedBy: `SecretNearExpiry ${VAULT}/stmlshared-key`,
+    });
     expect(regenerationCounts(rig.emulator)).toEqual({ ...before, stmlshared: { key1: 1, key2: 1 } });
     expect(rig.logs.join("\n")).toMatch(
       new RegExp(`SecretNearExpiry for ${VAULT}/stmlshared-key.*started ${instanceId}`),
