@@ -17,6 +17,8 @@ import {
   type RotationOutput,
 } from "./rotation";
 import { showReportedInstance, type StatusOptions } from "./status";
+import { showHistory } from "./history";
+import type { AuditRecord } from "../shared/audit";
 
 /**
  * `keyturn plan|rotate|status --api URL`: the same commands against a deployed keyturn's HTTP API
@@ -511,17 +513,33 @@ export async function apiRotate(io: Io, options: RotateOptions & ApiOptions): Pr
   return printReports(io, failureOf, [status], options.json === true);
 }
 
+/** `keyturn status --api URL --history`: the deployment's audit trail (GET /api/rotations), as a local one prints. */
+async function apiHistory(
+  io: Io,
+  client: ApiClient,
+  options: { json?: boolean; storageAccount?: string },
+): Promise<number> {
+  const query = new URLSearchParams({ limit: "50" });
+  if (options.storageAccount) query.set("storageAccount", options.storageAccount);
+  const answer = await client.request("GET", "rotations", { query });
+  const rotations = (answer.body as { rotations?: unknown } | undefined)?.rotations;
+  if (answer.status !== 200 || !Array.isArray(rotations)) throw client.unexpected(answer);
+  return showHistory(io, rotations as AuditRecord[], options, `${client.address}, GET /api/rotations`);
+}
+
 /** `keyturn status --api URL <id>`: GET /api/rotations/{id}, shown as `keyturn status <id>` shows it. */
 export async function apiStatus(
   io: Io,
   id: string | undefined,
-  options: StatusOptions & ApiOptions,
+  options: StatusOptions & ApiOptions & { storageAccount?: string },
 ): Promise<number> {
   refuseLocalOptions(options);
   if (options.history) {
-    throw usageError(
-      "--history is not served by the API: its audit trail is GET /api/rotations; `keyturn status --history` reads a local one",
-    );
+    if (id !== undefined)
+      throw usageError(
+        "--history with an id shows a durable history, which the API does not serve: leave out --api",
+      );
+    return apiHistory(io, new ApiClient(options.api), options);
   }
   // `--html` (when the status command has it) renders the durable history, which the API does not serve.
   if ((options as { html?: unknown }).html !== undefined) {

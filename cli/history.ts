@@ -1,5 +1,5 @@
 import { loadConfig } from "../shared/config";
-import { FileAuditStore, TableAuditStore, type AuditStore } from "../shared/audit";
+import { FileAuditStore, TableAuditStore, type AuditRecord, type AuditStore } from "../shared/audit";
 import { loadCloudProfile } from "../shared/azure";
 import type { Io } from "./io";
 import { formatTable } from "./format";
@@ -21,14 +21,27 @@ export async function history(
     limit: options.limit ?? 50,
     ...(options.storageAccount ? { storageAccount: options.storageAccount } : {}),
   });
+  return showHistory(
+    io,
+    records,
+    options,
+    "tableUrl" in config.audit ? config.audit.tableUrl : config.audit.file,
+  );
+}
+
+/** The audit trail as `status --history` prints it, read locally or from a deployed API (`--api`). */
+export function showHistory(
+  io: Io,
+  records: readonly AuditRecord[],
+  options: { json?: boolean },
+  where: string,
+): number {
   if (options.json) {
     io.out(JSON.stringify(records, null, 2) + "\n");
     return 0;
   }
   if (records.length === 0) {
-    io.out(
-      `No rotations recorded yet (${"tableUrl" in config.audit ? config.audit.tableUrl : config.audit.file}).\n`,
-    );
+    io.out(`No rotations recorded yet (${where}).\n`);
     return 0;
   }
   const rows = [

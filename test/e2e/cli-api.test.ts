@@ -284,6 +284,19 @@ describe("keyturn plan | rotate | status --api against `keyturn serve` in anothe
     expect(report.accounts).toEqual([expect.objectContaining({ outcome: "skipped", skipCode: "too-young" })]);
   });
 
+  it("status --api --history prints the deployment's audit trail, as status --history prints a local one", async () => {
+    const json = await run(["status", "--api", url, "--history", "--storage-account", ACCOUNT, "--json"]);
+    expect(json.code).toBe(0);
+    const records = JSON.parse(json.stdout) as { storageAccount: string; outcome: string; trigger: string }[];
+    expect(records[0]).toMatchObject({ storageAccount: ACCOUNT, trigger: "http" });
+    expect(records.map((r) => r.outcome)).toContain("rotated");
+    expect(records.every((r) => r.storageAccount === ACCOUNT)).toBe(true);
+    const table = await run(["status", "--api", url, "--history"]);
+    expect(table.code).toBe(0);
+    expect(table.stdout).toMatch(/^FINISHED\s+ACCOUNT\s+OUTCOME/m);
+    expect(table.stdout).toMatch(new RegExp(`\\s${ACCOUNT}\\s+rotated\\s`));
+  });
+
   it("a wrong function key is refused with a clear error (401, KEYTURN_API_KEY), the key never printed", async () => {
     const wrong = "not-the-function-key-0123456789";
     const result = await run(["status", "--api", url, id], { KEYTURN_API_KEY: wrong });
