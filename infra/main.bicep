@@ -233,6 +233,47 @@ module subscriptionAssignments 'modules/role-assignment-subscription.bicep' = [
   }
 ]
 
+// A resync's status URL (.../locations/{region}/workspaceOperationsStatus/{id}) lies in the
+// subscription but in no resource group, so assignments on resource groups do not cover it: where a
+// subscription is in scope only through resource groups, a role with the role file's subscription-level
+// (`/locations/`) actions alone is assigned on that subscription. Nothing else is granted there.
+var statusActions = filter(role.Actions, a => contains(toLower(a), '/locations/'))
+var groupOnlySubscriptionIds = filter(
+  union(map(rotationResourceGroups, g => g.subscriptionId), []),
+  id => !contains(subscriptionScopes, id)
+)
+var statusRoleGuid = guid(subscription().id, environmentName, 'keyturn-status-role')
+
+resource statusRole 'Microsoft.Authorization/roleDefinitions@2022-04-01' = if (!empty(groupOnlySubscriptionIds)) {
+  name: statusRoleGuid
+  properties: {
+    roleName: '${role.Name} resync status reader (${environmentName})'
+    description: 'keyturn: read the status of the workspace key resyncs it starts in resource groups of this subscription'
+    type: 'CustomRole'
+    permissions: [
+      {
+        actions: statusActions
+        notActions: []
+        dataActions: []
+        notDataActions: []
+      }
+    ]
+    assignableScopes: map(groupOnlySubscriptionIds, id => '/subscriptions/${id}')
+  }
+}
+
+module statusAssignments 'modules/role-assignment-subscription.bicep' = [
+  for id in groupOnlySubscriptionIds: {
+    name: 'keyturn-status-${uniqueString(id, environmentName)}'
+    scope: subscription(id)
+    params: {
+      roleDefinitionGuid: statusRoleGuid
+      principalId: identity.outputs.principalId
+    }
+    dependsOn: [statusRole]
+  }
+]
+
 module resourceGroupAssignments 'modules/role-assignment-resource-group.bicep' = [
   for g in rotationResourceGroups: {
     name: 'keyturn-role-${uniqueString(g.subscriptionId, g.resourceGroup, environmentName)}'

@@ -446,6 +446,29 @@ describe("Bicep wiring", () => {
     expect(mainBicep).toMatch(/scope: resourceGroup\(g\.subscriptionId, g\.resourceGroup\)/);
   });
 
+  it("with resource-group scopes, grants the resync's subscription-level status action on their subscriptions", () => {
+    // The status URL lies in the subscription, outside every resource group (docs/deploy.md).
+    const role = json<{ Actions: string[] }>("infra/keyturn-role.json");
+    const subscriptionLevel = role.Actions.filter((a) => a.toLowerCase().includes("/locations/"));
+    expect(subscriptionLevel).toEqual([
+      "Microsoft.MachineLearningServices/locations/workspaceOperationsStatus/read",
+    ]);
+    expect(mainBicep).toContain(
+      "var statusActions = filter(role.Actions, a => contains(toLower(a), '/locations/'))",
+    );
+    const statusRole =
+      /resource statusRole '[^']+' = if \(!empty\(groupOnlySubscriptionIds\)\) \{[\s\S]*?\n\}/.exec(
+        mainBicep,
+      )?.[0];
+    expect(statusRole).toMatch(/actions: statusActions\n/);
+    expect(statusRole).toMatch(/dataActions: \[\]/);
+    expect(statusRole).toMatch(/assignableScopes: map\(groupOnlySubscriptionIds,/);
+    expect(mainBicep).toMatch(/id => !contains\(subscriptionScopes, id\)/);
+    expect(mainBicep).toMatch(
+      /module statusAssignments 'modules\/role-assignment-subscription\.bicep' = \[\s+for id in groupOnlySubscriptionIds:/,
+    );
+  });
+
   it("gives the app identity exactly the data roles the durable task hub needs on its storage", () => {
     const storage = bicep.get("infra/modules/storage.bicep") ?? "";
     for (const roleId of [
