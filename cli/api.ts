@@ -6,7 +6,7 @@ import { redact } from "../shared/redact";
 import { CliError, EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE, listReasons, usageError } from "./errors";
 import { onSignal, type Io } from "./io";
 import { progressLines } from "./progress";
-import { parseGrace, scopeFromOptions } from "./request";
+import { inOptionTerms, parseGrace, scopeFromOptions } from "./request";
 import {
   describeScope,
   planFormat,
@@ -213,7 +213,8 @@ export class ApiClient {
       : typeof raw === "string" && raw.trim() !== ""
         ? raw.trim().slice(0, 300)
         : "no details";
-    const reasons = Array.isArray(body?.reasons) ? body.reasons.map(String) : [];
+    // The API's reasons name its body's fields; the person at the CLI typed options.
+    const reasons = Array.isArray(body?.reasons) ? body.reasons.map(String).map(inOptionTerms) : [];
     const line = `${answer.what} answered ${answer.status}: ${error}`;
     const code = answer.status === 400 || answer.status === 413 ? EXIT_USAGE : EXIT_FAILURE;
     const message = reasons.length > 0 ? listReasons(line, reasons) : line;

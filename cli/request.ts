@@ -53,7 +53,8 @@ export function parseGrace(text: string | undefined): number | undefined {
 }
 
 /** The request API speaks of its own fields; the CLI user typed options. */
-function inOptionTerms(reason: string): string {
+/** A validation reason in the CLI's terms: `scope.storageAccounts[0]` becomes `--storage-account`. */
+export function inOptionTerms(reason: string): string {
   return reason.replace(
     /^scope\.(subscriptions|resourceGroups|workspaces|storageAccounts)(\[\d+\])?/,
     (_m, key: keyof RotationScope) => OPTION_OF[key],

@@ -364,7 +364,7 @@ describe("keyturn plan | rotate | status --api against `keyturn serve` in anothe
     const invalid = await run(["rotate", "--api", url, "--storage-account", "not a name!"]);
     expect(invalid.code).toBe(2);
     expect(invalid.stderr).toContain(`POST ${url}/api/rotations answered 400`);
-    expect(invalid.stderr).toContain('scope.storageAccounts[0]: "not a name!" is not a storage account name');
+    expect(invalid.stderr).toContain('--storage-account: "not a name!" is not a storage account name');
   });
 
   it("never printed anything shaped like a key", () => {
