@@ -428,6 +428,9 @@ async function moveConsumer(
           await deps.azure.workspaces.resync(consumer.id);
         }
         return { consumerId: consumer.id };
+      default:
+        // A new MoveOperation (kinds.ts) is a compile error here until it has its case.
+        throw new KeyturnError(`unknown move operation ${String(move.operation satisfies never)}`);
     }
   } catch (e) {
     return { consumerId: consumer.id, error: keys.scrub(e).message };

@@ -1,13 +1,12 @@
 import type { Fingerprint } from "./fingerprint";
 import {
-  isServiceChosen,
-  isVoting,
   otherKey,
   type Consumer,
   type ConsumerRef,
   type KeyName,
   type StorageAccountSnapshot,
 } from "./model";
+import { isServiceChosen, isVoting } from "./kinds";
 
 /** Which of the account's keys a consumer holds: `neither` is a dead key, `unknown` is nothing recorded. */
 export type Holding = KeyName | "neither" | "unknown";

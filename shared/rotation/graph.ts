@@ -1,4 +1,5 @@
-import { CONSUMER_KINDS, type Consumer, type StorageAccountSnapshot } from "./model";
+import type { Consumer, StorageAccountSnapshot } from "./model";
+import { CONSUMER_KINDS } from "./kinds";
 import { isArmId, normalizeId, resourceNameOf } from "./ids";
 
 /** One storage account and everything found depending on it. */
@@ -111,7 +112,7 @@ export function sortConsumers(consumers: readonly Consumer[]): Consumer[] {
 }
 
 function compareConsumers(a: Consumer, b: Consumer): number {
-  const byKind = CONSUMER_KINDS.indexOf(a.kind) - CONSUMER_KINDS.indexOf(b.kind);
+  const byKind = CONSUMER_KINDS[a.kind].order - CONSUMER_KINDS[b.kind].order;
   return byKind !== 0 ? byKind : compare(normalizeId(a.id), normalizeId(b.id));
 }
 

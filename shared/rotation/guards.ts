@@ -1,6 +1,7 @@
 import type { Fingerprint } from "./fingerprint";
 import type { ConsumerKind, KeyName } from "./model";
 import type { KeyTarget, VerifyConsumersStep } from "./plan";
+import { CONSUMER_KINDS } from "./kinds";
 
 /** Fingerprints produced by regeneration steps, by step id: what `regenerated` key targets resolve to. */
 export type LearnedFingerprints = Record<string, Fingerprint>;
@@ -143,7 +144,7 @@ export function evaluateVerification(
     } else if (seen.error !== undefined) {
       failure = seen.error;
     } else if (expect === "holdsKey") {
-      failure = holdsKeyFailure(seen, step.on.key, target, current, consumer.kind === "datastore");
+      failure = holdsKeyFailure(seen, step.on.key, target, current, probeRequired(consumer.kind));
     } else if (expect === "holdsLiveKey") {
       const held = describeHeld(seen.heldFingerprint, current);
       if (seen.heldFingerprint === undefined && consumer.heldFingerprint === undefined) {
@@ -166,8 +167,11 @@ export function evaluateVerification(
           key: step.nextRegeneration,
         });
       }
-    } else if (seen.keySynced !== true) {
-      failure = "autoStorage.lastKeySync did not move after syncAutoStorageKeys";
+    } else if (expect === "keySynced") {
+      if (seen.keySynced !== true) failure = "autoStorage.lastKeySync did not move after syncAutoStorageKeys";
+    } else {
+      // A new CheckKind (kinds.ts) is a compile error here until it is judged.
+      failure = `unknown check ${String(expect satisfies never)}`;
     }
     if (failure === undefined) {
       result.verified.push(consumer.id);
@@ -177,6 +181,12 @@ export function evaluateVerification(
   }
   result.ok = result.failures.length === 0;
   return result;
+}
+
+/** Datastores are what jobs read through: their stored key must also have been tried on the data plane. */
+function probeRequired(kind: ConsumerKind): boolean {
+  const spec = CONSUMER_KINDS[kind];
+  return spec.handling === "move" && spec.probeRequired;
 }
 
 function holdsKeyFailure(

@@ -1,5 +1,6 @@
 export * from "./fingerprint";
 export * from "./model";
+export * from "./kinds";
 export * from "./ids";
 export * from "./graph";
 export * from "./decide";

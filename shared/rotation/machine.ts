@@ -8,7 +8,8 @@ import {
   type RegenerationDecision,
   type VerificationProblem,
 } from "./guards";
-import { isServiceChosen, isVoting, type KeyName } from "./model";
+import type { KeyName } from "./model";
+import { CONSUMER_KINDS, isServiceChosen, isVoting } from "./kinds";
 import type {
   AccountPlan,
   ConsumerCheck,
@@ -743,16 +744,12 @@ function finish(
  * dead key until keyturn syncs it again: that possible window is reported as such, never left out.
  */
 function unknownHolders(plan: AccountPlan, key: KeyName): (VerificationProblem & { possible: true })[] {
-  return plan.consumers
-    .filter((c) => c.kind === "batchAutoStorage")
-    .map((c) => ({
-      consumerId: c.id,
-      name: c.name,
-      kind: c.kind,
-      key,
-      possible: true as const,
-      reason: `Batch does not report which key its auto-storage holds: if its last sync picked ${key}, it held the regenerated ${key} until it was synced again`,
-    }));
+  return plan.consumers.flatMap((c) => {
+    const spec = CONSUMER_KINDS[c.kind];
+    const why = spec.handling === "move" ? spec.possibleWindow?.(key) : undefined;
+    if (why === undefined) return [];
+    return [{ consumerId: c.id, name: c.name, kind: c.kind, key, possible: true as const, reason: why }];
+  });
 }
 
 /** Consumers whose key keyturn writes go first: a service that picks its key may follow them. */

@@ -39,39 +39,11 @@ export interface StorageAccountSnapshot {
  * - `keyVaultSecret`: a secret keyturn publishes the key to; votes.
  * - `sasDatastore`: a datastore with a SAS credential; a SAS dies with its signing key. Reported only.
  * - `identityDatastore`: a datastore with no credentials (identity access); unaffected. Reported only.
+ *
+ * What the rotation does with each kind is described once, in `CONSUMER_KINDS` (`kinds.ts`).
  */
 export type ConsumerKind =
   "datastore" | "workspace" | "batchAutoStorage" | "keyVaultSecret" | "sasDatastore" | "identityDatastore";
-
-export const CONSUMER_KINDS: readonly ConsumerKind[] = [
-  "workspace",
-  "batchAutoStorage",
-  "datastore",
-  "keyVaultSecret",
-  "sasDatastore",
-  "identityDatastore",
-];
-
-/** Consumers whose stored key keyturn writes itself: where they stand decides the active key. */
-export const VOTING_KINDS: readonly ConsumerKind[] = ["datastore", "keyVaultSecret"];
-
-/** Consumers whose key the service picks on a resync/sync: they follow every regeneration. */
-export const SERVICE_CHOSEN_KINDS: readonly ConsumerKind[] = ["workspace", "batchAutoStorage"];
-
-/** Consumers that hold no account key keyturn can move: reported, never written. */
-export const REPORT_ONLY_KINDS: readonly ConsumerKind[] = ["sasDatastore", "identityDatastore"];
-
-export function isVoting(kind: ConsumerKind): boolean {
-  return VOTING_KINDS.includes(kind);
-}
-
-export function isServiceChosen(kind: ConsumerKind): boolean {
-  return SERVICE_CHOSEN_KINDS.includes(kind);
-}
-
-export function isReportOnly(kind: ConsumerKind): boolean {
-  return REPORT_ONLY_KINDS.includes(kind);
-}
 
 interface ConsumerBase {
   kind: ConsumerKind;
@@ -142,23 +114,3 @@ export interface ConsumerRef {
 export function consumerRef(consumer: Consumer): ConsumerRef {
   return { kind: consumer.kind, id: consumer.id, name: consumer.name };
 }
-
-/**
- * How long consumers of a kind are known to keep a key they read: a grace shorter than this retires a
- * key some of them still use. Undefined where nothing is known (a datastore's job keeps its key as long
- * as it runs). `Record`, so a new kind must say.
- */
-export const KNOWN_KEY_CACHE: Record<ConsumerKind, { seconds: number; why: string } | undefined> = {
-  workspace: {
-    seconds: 3_600,
-    why: "a workspace takes a new key by itself only after about an hour, and its jobs keep the key they started with",
-  },
-  keyVaultSecret: {
-    seconds: 86_400,
-    why: "App Service and Functions Key Vault references refresh every 24 hours",
-  },
-  datastore: undefined,
-  batchAutoStorage: undefined,
-  sasDatastore: undefined,
-  identityDatastore: undefined,
-};

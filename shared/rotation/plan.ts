@@ -3,10 +3,6 @@ import type { AccountNode } from "./graph";
 import { decideActiveKey, type KeyDecision } from "./decide";
 import {
   consumerRef,
-  isReportOnly,
-  isServiceChosen,
-  isVoting,
-  KNOWN_KEY_CACHE,
   type Consumer,
   type ConsumerKind,
   type ConsumerRef,
@@ -16,34 +12,15 @@ import {
 } from "./model";
 import { evaluateAccountPolicy, type PolicyOptions, type PolicySkipCode } from "./policy";
 import { formatDuration } from "./limits";
-
-/** How a consumer is moved to a key; one per consumer kind that holds a key. */
-export type MoveOperation =
-  | "putDatastore" // re-register in place; never delete and re-create (soft-deleted Key Vault secrets)
-  | "setSecretVersion" // a new version of the Key Vault secret, tagged with key name and rotation id
-  | "syncAutoStorageKeys" // Batch picks the key itself
-  | "resyncKeys"; // workspace long-running operation; without it the workspace follows after ~1 hour
-
-export const MOVE_OPERATION: Partial<Record<ConsumerKind, MoveOperation>> = {
-  datastore: "putDatastore",
-  keyVaultSecret: "setSecretVersion",
-  batchAutoStorage: "syncAutoStorageKeys",
-  workspace: "resyncKeys",
-};
-
-/**
- * - `holdsKey`: the stored secret's fingerprint is the target key's and a data-plane probe with it succeeds.
- * - `holdsLiveKey`: the workspace's `listKeys` shows one of the account's current keys (the service chose which).
- * - `keySynced`: Batch `autoStorage.lastKeySync` moved past its value before the sync.
- */
-export type CheckKind = "holdsKey" | "holdsLiveKey" | "keySynced";
-
-export const CHECK_KIND: Partial<Record<ConsumerKind, CheckKind>> = {
-  datastore: "holdsKey",
-  keyVaultSecret: "holdsKey",
-  workspace: "holdsLiveKey",
-  batchAutoStorage: "keySynced",
-};
+import {
+  CONSUMER_KINDS,
+  isReportOnly,
+  isServiceChosen,
+  isVoting,
+  movedKind,
+  type CheckKind,
+  type MoveOperation,
+} from "./kinds";
 
 export type PlanPhase = "normalize" | "rotateStandby" | "retireActive";
 
@@ -209,11 +186,11 @@ export function planAccount(node: AccountNode, options: PlanOptions): AccountPla
 export function cacheWarnings(consumers: readonly Consumer[], graceSeconds: number): string[] {
   const kinds = [...new Set(consumers.map((c) => c.kind))];
   return kinds.flatMap((kind) => {
-    const cache = KNOWN_KEY_CACHE[kind];
+    const { knownKeyCache: cache, reportName } = CONSUMER_KINDS[kind];
     if (cache === undefined || graceSeconds >= cache.seconds) return [];
     const count = consumers.filter((c) => c.kind === kind).length;
     return [
-      `the grace (${formatDuration(graceSeconds)}) is shorter than the ${formatDuration(cache.seconds)} ${count === 1 ? "a" : count} ${kind} consumer${count === 1 ? "" : "s"} may keep the old key: ${cache.why}`,
+      `the grace (${formatDuration(graceSeconds)}) is shorter than the ${formatDuration(cache.seconds)} ${count === 1 ? "a" : count} ${reportName} consumer${count === 1 ? "" : "s"} may keep the old key: ${cache.why}`,
     ];
   });
 }
@@ -434,22 +411,18 @@ export function buildPlan(
 }
 
 function operationFor(kind: ConsumerKind): MoveOperation {
-  const operation = MOVE_OPERATION[kind];
-  if (!operation) throw new Error(`consumer kind ${kind} holds no key keyturn can move`);
-  return operation;
+  return movedKind(kind).operation;
 }
 
 function checkFor(kind: ConsumerKind): CheckKind {
-  const check = CHECK_KIND[kind];
-  if (!check) throw new Error(`consumer kind ${kind} holds no key keyturn can verify`);
-  return check;
+  const spec = CONSUMER_KINDS[kind];
+  if (spec.handling !== "move") throw new Error(`consumer kind ${kind} holds no key keyturn can verify`);
+  return spec.check;
 }
 
 function noteFor(consumer: Consumer, activeKey: KeyName, standbyKey: KeyName): ConsumerNote {
   const ref = consumerRef(consumer);
-  if (consumer.kind === "identityDatastore") {
-    return { ...ref, reason: "identity-based access: not affected by key rotation" };
-  }
+  // A SAS whose signing key discovery could tell says when it stops working.
   if (consumer.kind === "sasDatastore" && consumer.signedWith !== undefined) {
     const when =
       consumer.signedWith === standbyKey
@@ -462,10 +435,9 @@ function noteFor(consumer: Consumer, activeKey: KeyName, standbyKey: KeyName): C
       reason: `SAS signed with ${consumer.signedWith} stops working ${when}: re-sign it with ${standbyKey} after the rotation`,
     };
   }
-  return {
-    ...ref,
-    reason: "a SAS stops working when the key that signed it is regenerated: re-sign it after the rotation",
-  };
+  const spec = CONSUMER_KINDS[consumer.kind];
+  if (spec.handling !== "reportOnly") throw new Error(`consumer kind ${consumer.kind} is not report-only`);
+  return { ...ref, reason: spec.reason };
 }
 
 // ---------------------------------------------------------------------------------------------

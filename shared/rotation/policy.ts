@@ -2,6 +2,7 @@ import type { AccountNode } from "./graph";
 import type { KeyName, StorageAccountSnapshot } from "./model";
 import { parseTime } from "./decide";
 import { DEFAULT_MIN_KEY_AGE_DAYS } from "./limits";
+import { isReportOnly } from "./kinds";
 
 /**
  * Whether an account is rotated at all: its owner's opt-out, shared-key access, consumers keyturn can
@@ -78,7 +79,7 @@ export function evaluateAccountPolicy(
   if (tag !== undefined) {
     return { rotate: false, code: "opted-out", reason: `tagged ${OPT_OUT_TAG}=${tag}` };
   }
-  if (!node.consumers.some((c) => c.kind !== "sasDatastore" && c.kind !== "identityDatastore")) {
+  if (node.consumers.every((c) => isReportOnly(c.kind))) {
     return {
       rotate: false,
       code: "no-consumers",

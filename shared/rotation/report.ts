@@ -5,7 +5,7 @@ import type { KeyRef } from "./guards";
 import type { PolicySkipCode } from "./policy";
 import { describeUnmatched, type UnmatchedScopeEntry } from "./scope";
 import { formatDuration } from "./limits";
-import { isReportOnly } from "./model";
+import { isReportOnly } from "./kinds";
 
 export type AccountOutcome = "rotated" | "skipped" | "stalled" | "failed" | "planned";
 
