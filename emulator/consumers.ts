@@ -1,13 +1,21 @@
 import { createHash } from "node:crypto";
-import { liveKeyName, resourceKey, findStorageAccountByName, type Estate, type KeyName } from "./model";
+import {
+  liveKeyName,
+  resourceKey,
+  findStorageAccountByName,
+  type Estate,
+  type KeyName,
+  type Datastore,
+} from "./model";
 import type { DataPlane } from "./dataplane";
+import { sasSigningKey, signedWithAccountKey } from "./sas";
 
 /**
  * The consumers of storage keys in an estate, and the outage log: every moment a consumer held a
  * key that is no longer one of its account's two live keys. This is how invariant I1 is measured.
  */
 
-export type ConsumerKind = "datastore" | "workspace" | "batchAutoStorage" | "keyVaultReader";
+export type ConsumerKind = "datastore" | "sasDatastore" | "workspace" | "batchAutoStorage" | "keyVaultReader";
 
 export interface ConsumerHolding {
   kind: ConsumerKind;
@@ -68,6 +76,8 @@ export function consumerHoldings(estate: Estate): ConsumerHolding[] {
       });
     }
     for (const ds of ws.datastores.values()) {
+      const sas = sasHolding(estate, ws.name, ds);
+      if (sas) holdings.push(sas);
       if (ds.credentials.credentialsType !== "AccountKey") continue;
       const dsAccount = findStorageAccountByName(estate, ds.accountName);
       if (!dsAccount) continue;
@@ -116,6 +126,30 @@ export function consumerHoldings(estate: Estate): ConsumerHolding[] {
     });
   }
   return holdings;
+}
+
+/**
+ * A SAS datastore whose SAS an account key signed holds that key: the live key that signed it, or (once
+ * that key is regenerated) a value no account has. User delegation and expired SAS hold no key.
+ */
+function sasHolding(estate: Estate, workspaceName: string, ds: Datastore): ConsumerHolding | undefined {
+  if (ds.credentials.credentialsType !== "Sas") return undefined;
+  const token = ds.credentials.secrets.sasToken;
+  if (!token || !signedWithAccountKey(token, new Date())) return undefined;
+  const account = findStorageAccountByName(estate, ds.accountName);
+  if (!account) return undefined;
+  const signedWith = sasSigningKey(account, token, ds.containerName);
+  return {
+    kind: "sasDatastore",
+    id: ds.id,
+    name: `${workspaceName}/${ds.name}`,
+    storageAccountId: account.id,
+    storageAccountName: account.name,
+    container: ds.containerName,
+    heldKey: signedWith
+      ? account.keys[signedWith].value
+      : `sas signed with a dead key ${emulatorFingerprint(token)}`,
+  };
 }
 
 function firstBlobContainer(estate: Estate, workspaceId: string, accountName: string): string | undefined {

@@ -5,6 +5,7 @@ import {
   consumerRef,
   accountReport,
   buildConsumerGraph,
+  CONSUMER_KINDS,
   DEFAULT_PARALLELISM,
   MAX_PARALLELISM,
   inProgressReport,
@@ -18,6 +19,7 @@ import {
   type AccountPlanResult,
   type AccountReport,
   type Consumer,
+  type Fingerprint,
   type RotationReport,
 } from "../../shared/rotation";
 import {
@@ -146,6 +148,7 @@ export const rotateAll: OrchestrationHandler = function* (context: Orchestration
       accountId: node.account.id,
       salt: rotationId,
       ...lock,
+      ...observedAtSnapshot(node.consumers),
     } satisfies SnapshotAccountInput),
   );
   // One account whose keys cannot be read (a lock, a missing permission) fails alone.
@@ -182,7 +185,10 @@ export const rotateAll: OrchestrationHandler = function* (context: Orchestration
     }
     if (snapshot.lock && snapshot.lock.unlocked === undefined)
       locked.set(node.account.id, snapshot.lock.expiresAt);
-    const planned: AccountNode = { account: snapshot.account, consumers: node.consumers };
+    const planned: AccountNode = {
+      account: snapshot.account,
+      consumers: withHeld(node.consumers, snapshot.held),
+    };
     results.push(planAccount(planned, policy));
   });
 
@@ -319,4 +325,15 @@ function* recordSafely(
   } catch {
     // recorded in the activity's own log
   }
+}
+
+/** The consumers whose held key only the account's snapshot can tell, for `snapshotAccount`. */
+function observedAtSnapshot(consumers: Consumer[]): Pick<SnapshotAccountInput, "observe"> {
+  const observe = consumers.filter((c) => CONSUMER_KINDS[c.kind].heldKnownAtSnapshot);
+  return observe.length > 0 ? { observe } : {};
+}
+
+function withHeld(consumers: Consumer[], held: Record<string, Fingerprint> | undefined): Consumer[] {
+  if (!held) return consumers;
+  return consumers.map((c) => (held[c.id] !== undefined ? { ...c, heldFingerprint: held[c.id] } : c));
 }

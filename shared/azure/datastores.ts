@@ -3,7 +3,10 @@ import {
   type AccountKeyDatastoreCredentials,
   type AccountKeyDatastoreSecrets,
   type Datastore,
+  type DatastoreCredentialsUnion,
   type DatastorePropertiesUnion,
+  type SasDatastoreCredentials,
+  type SasDatastoreSecrets,
 } from "@azure/arm-machinelearning";
 import { KeyturnError } from "../errors";
 import { fingerprint, type Fingerprint } from "../rotation/fingerprint";
@@ -48,6 +51,13 @@ export interface Datastores {
    * Azure validates the key against the account before saving it.
    */
   putKey(datastoreId: string, key: string): Promise<void>;
+  /**
+   * The stored SAS token (`listSecrets`) of a Sas datastore; undefined for other credentials. A SAS is a
+   * credential as much as a key: same rule as `heldKey`.
+   */
+  heldSas(datastoreId: string): Promise<string | undefined>;
+  /** Re-registers a Sas datastore in place with a new SAS token, as `putKey` does with a key. */
+  putSas(datastoreId: string, sasToken: string): Promise<void>;
 }
 
 export class ArmDatastores implements Datastores {
@@ -86,29 +96,49 @@ export class ArmDatastores implements Datastores {
   }
 
   async heldKey(datastoreId: string): Promise<string | undefined> {
-    const ref = datastoreRef(datastoreId);
-    const secrets = await azureCall(OPERATIONS.listDatastoreSecrets, datastoreId, () =>
-      this.client(ref.subscriptionId).datastores.listSecrets(ref.resourceGroup, ref.workspaceName, ref.name),
-    );
+    const secrets = await this.listSecrets(datastoreId);
     if (secrets.secretsType !== "AccountKey") return undefined;
     return (secrets as AccountKeyDatastoreSecrets).key || undefined;
   }
 
+  async heldSas(datastoreId: string): Promise<string | undefined> {
+    const secrets = await this.listSecrets(datastoreId);
+    if (secrets.secretsType !== "Sas") return undefined;
+    return (secrets as SasDatastoreSecrets).sasToken || undefined;
+  }
+
   async putKey(datastoreId: string, key: string): Promise<void> {
-    const ref = datastoreRef(datastoreId);
-    const existing = await this.getRaw(datastoreId);
-    const current = existing.properties.credentials?.credentialsType ?? "unknown";
-    if (current !== "AccountKey") {
-      // Writing an account key would silently change how the datastore authenticates.
-      throw new KeyturnError(
-        `datastore ${datastoreId} uses ${current} credentials, not AccountKey: keyturn only re-registers account-key datastores`,
-      );
-    }
     const credentials: AccountKeyDatastoreCredentials = {
       credentialsType: "AccountKey",
       secrets: { secretsType: "AccountKey", key },
     };
-    const properties = { ...existing.properties, credentials } as DatastorePropertiesUnion;
+    await this.putCredentials(datastoreId, credentials, key);
+  }
+
+  async putSas(datastoreId: string, sasToken: string): Promise<void> {
+    const credentials: SasDatastoreCredentials = {
+      credentialsType: "Sas",
+      secrets: { secretsType: "Sas", sasToken },
+    };
+    await this.putCredentials(datastoreId, credentials, sasToken);
+  }
+
+  /** GET, then PUT the same properties with new credentials of the same type; `secret` is redacted from errors. */
+  private async putCredentials(
+    datastoreId: string,
+    credentials: DatastoreCredentialsUnion,
+    secret: string,
+  ): Promise<void> {
+    const ref = datastoreRef(datastoreId);
+    const existing = await this.getRaw(datastoreId);
+    const current = existing.properties.credentials?.credentialsType ?? "unknown";
+    if (current !== credentials.credentialsType) {
+      // Writing other credentials would silently change how the datastore authenticates.
+      throw new KeyturnError(
+        `datastore ${datastoreId} uses ${current} credentials, not ${credentials.credentialsType}: keyturn re-registers a datastore only with credentials of the type it has`,
+      );
+    }
+    const properties = { ...existing.properties, credentials };
     await azureCall(
       OPERATIONS.putDatastore,
       datastoreId,
@@ -121,7 +151,14 @@ export class ArmDatastores implements Datastores {
           // Azure checks the key against the account before saving: a dead key never reaches a datastore.
           { skipValidation: false },
         ),
-      [key],
+      [secret],
+    );
+  }
+
+  private async listSecrets(datastoreId: string) {
+    const ref = datastoreRef(datastoreId);
+    return azureCall(OPERATIONS.listDatastoreSecrets, datastoreId, () =>
+      this.client(ref.subscriptionId).datastores.listSecrets(ref.resourceGroup, ref.workspaceName, ref.name),
     );
   }
 

@@ -1,17 +1,35 @@
-import { BlobServiceClient, StorageSharedKeyCredential } from "@azure/storage-blob";
+import {
+  BlobServiceClient,
+  ContainerClient,
+  StorageSharedKeyCredential,
+  type StoragePipelineOptions,
+} from "@azure/storage-blob";
 import { armTimeoutMs } from "./pacing";
 import { withRetry, type RetryOptions } from "./retry";
 
-export interface ProbeTarget {
+interface ProbeLocation {
   /** The endpoint the account reports (`primaryEndpoints.blob`); never a URL built from the name. */
   blobEndpoint?: string;
   accountName: string;
-  key: string;
   /** A container or ADLS Gen2 filesystem; the blob service itself when absent. */
   container?: string;
   /** Set for file-share (AzureFile) datastores, which no probe here can reach. */
   fileShare?: string;
 }
+
+/**
+ * With an account key, or with a SAS token: a SAS probe lists one blob of the container, and a SAS whose
+ * signature Azure accepts but whose permissions do not cover the listing (a 403 `Authorization…Mismatch`)
+ * still proves the key that signed it works.
+ */
+export type ProbeTarget = ProbeLocation & ({ key: string; sas?: never } | { sas: string; key?: never });
+
+/** Azure's 403 codes for a SAS it authenticated but that does not grant the request. */
+const SAS_ACCEPTED_CODES = new Set([
+  "AuthorizationPermissionMismatch",
+  "AuthorizationResourceTypeMismatch",
+  "AuthorizationServiceMismatch",
+]);
 
 export type ProbeOutcome =
   | { ok: true }
@@ -54,15 +72,20 @@ export class BlobDataPlaneProbe implements DataPlaneProbe {
       return { ok: "skipped", reason: `storage account '${target.accountName}' reports no blob endpoint` };
     }
     const endpoint = target.blobEndpoint;
-    const service = new BlobServiceClient(
-      endpoint,
-      new StorageSharedKeyCredential(target.accountName, target.key),
-      {
-        // One try per attempt: the SDK would retry a 403 never, but a 5xx several times with long waits.
-        // Each try has the ARM calls' deadline: a data plane that never answers is a failed probe.
-        retryOptions: { maxTries: 1, tryTimeoutInMs: armTimeoutMs() },
-      },
-    );
+    // One try per attempt: the SDK would retry a 403 never, but a 5xx several times with long waits.
+    // Each try has the ARM calls' deadline: a data plane that never answers is a failed probe.
+    const clientOptions = { retryOptions: { maxTries: 1, tryTimeoutInMs: armTimeoutMs() } };
+    const request =
+      target.sas !== undefined
+        ? sasRequest(endpoint, target.container ?? "", target.sas, clientOptions)
+        : keyRequest(
+            new BlobServiceClient(
+              endpoint,
+              new StorageSharedKeyCredential(target.accountName, target.key),
+              clientOptions,
+            ),
+            target.container,
+          );
     const retry: RetryOptions = {
       ...DEFAULT_RETRY,
       ...this.options.retry,
@@ -71,11 +94,7 @@ export class BlobDataPlaneProbe implements DataPlaneProbe {
     try {
       await withRetry(async () => {
         try {
-          if (target.container !== undefined) {
-            await service.getContainerClient(target.container).getProperties();
-          } else {
-            await service.getProperties();
-          }
+          await request();
         } catch (e) {
           // Only the status and Azure's code are kept: the SDK error holds the signed request.
           const err = e as { statusCode?: unknown; code?: unknown };
@@ -88,9 +107,33 @@ export class BlobDataPlaneProbe implements DataPlaneProbe {
       return { ok: true };
     } catch (e) {
       if (!(e instanceof ProbeFailure)) throw e;
+      if (
+        target.sas !== undefined &&
+        e.status === 403 &&
+        e.code !== undefined &&
+        SAS_ACCEPTED_CODES.has(e.code)
+      )
+        return { ok: true };
       return e.code === undefined
         ? { ok: false, status: e.status }
         : { ok: false, status: e.status, code: e.code };
     }
   }
+}
+
+function keyRequest(service: BlobServiceClient, container: string | undefined): () => Promise<unknown> {
+  return container !== undefined
+    ? () => service.getContainerClient(container).getProperties()
+    : () => service.getProperties();
+}
+
+function sasRequest(
+  endpoint: string,
+  container: string,
+  sas: string,
+  options: StoragePipelineOptions,
+): () => Promise<unknown> {
+  const url = `${endpoint.replace(/\/?$/, "/")}${encodeURIComponent(container)}?${sas.replace(/^\?/, "")}`;
+  const client = new ContainerClient(url, undefined, options);
+  return () => client.listBlobsFlat().byPage({ maxPageSize: 1 }).next();
 }

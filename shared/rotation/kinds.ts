@@ -11,6 +11,7 @@ import type { ConsumerKind, KeyName } from "./model";
 export type MoveOperation =
   | "putDatastore" // re-register in place; never delete and re-create (soft-deleted Key Vault secrets)
   | "setSecretVersion" // a new version of the Key Vault secret, tagged with key name and rotation id
+  | "resignSas" // the same SAS (resource, permissions, expiry) signed with the target key, written in place
   | "syncAutoStorageKeys" // Batch picks the key itself
   | "resyncKeys"; // workspace long-running operation; without it the workspace follows after ~1 hour
 
@@ -21,12 +22,14 @@ export type MoveOperation =
 export const MOVE_OPERATIONS: Record<MoveOperation, { writesKey: boolean }> = {
   putDatastore: { writesKey: true },
   setSecretVersion: { writesKey: true },
+  resignSas: { writesKey: true },
   syncAutoStorageKeys: { writesKey: false },
   resyncKeys: { writesKey: false },
 };
 
 /**
- * - `holdsKey`: the stored secret's fingerprint is the target key's and a data-plane probe with it succeeds.
+ * - `holdsKey`: the stored secret's fingerprint is the target key's (for a SAS: the target key signed it)
+ *   and a data-plane probe with it succeeds.
  * - `holdsLiveKey`: the workspace's `listKeys` shows one of the account's current keys (the service chose which).
  * - `keySynced`: Batch `autoStorage.lastKeySync` moved past its value before the sync.
  */
@@ -70,6 +73,11 @@ export type ConsumerKindSpec = {
   knownKeyCache: { seconds: number; why: string } | undefined;
   /** Position in plans and reports (`sortConsumers`): lower first. */
   order: number;
+  /**
+   * Which key it holds can only be told with the account's keys in hand (a SAS: which key signed it), so
+   * the account's snapshot observes it (`observeAtSnapshot` in shared/activities), not discovery.
+   */
+  heldKnownAtSnapshot: boolean;
 } & (MovedKind | ReportOnlyKind);
 
 export const CONSUMER_KINDS: Record<ConsumerKind, ConsumerKindSpec> = {
@@ -88,6 +96,7 @@ export const CONSUMER_KINDS: Record<ConsumerKind, ConsumerKindSpec> = {
       why: "a workspace takes a new key by itself only after about an hour, and its jobs keep the key they started with",
     },
     order: 0,
+    heldKnownAtSnapshot: false,
   },
   batchAutoStorage: {
     reportName: "batchAutoStorage",
@@ -102,6 +111,7 @@ export const CONSUMER_KINDS: Record<ConsumerKind, ConsumerKindSpec> = {
       `Batch does not report which key its auto-storage holds: if its last sync picked ${key}, it held the regenerated ${key} until it was synced again`,
     knownKeyCache: undefined,
     order: 1,
+    heldKnownAtSnapshot: false,
   },
   datastore: {
     reportName: "datastore",
@@ -115,6 +125,7 @@ export const CONSUMER_KINDS: Record<ConsumerKind, ConsumerKindSpec> = {
     probeRequired: true,
     knownKeyCache: undefined,
     order: 2,
+    heldKnownAtSnapshot: false,
   },
   keyVaultSecret: {
     reportName: "keyVaultSecret",
@@ -130,16 +141,33 @@ export const CONSUMER_KINDS: Record<ConsumerKind, ConsumerKindSpec> = {
       why: "App Service and Functions Key Vault references refresh every 24 hours",
     },
     order: 3,
+    heldKnownAtSnapshot: false,
   },
   sasDatastore: {
     reportName: "sasDatastore",
-    discovery: "Sas datastores of every workspace (shared/azure/datastores.ts)",
+    discovery:
+      "Sas datastores of every workspace whose SAS an account key signed; which key, at the account's snapshot (shared/azure/datastores.ts, shared/azure/sas.ts)",
+    votes: true,
+    serviceChosen: false,
+    handling: "move",
+    operation: "resignSas",
+    check: "holdsKey",
+    probeRequired: true,
+    knownKeyCache: undefined,
+    order: 4,
+    heldKnownAtSnapshot: true,
+  },
+  untouchedSasDatastore: {
+    reportName: "untouchedSasDatastore",
+    discovery:
+      "Sas datastores whose SAS keyturn does not re-sign: user delegation, expired, or not reproducible (shared/azure/sas.ts)",
     votes: false,
     serviceChosen: false,
     handling: "reportOnly",
-    reason: "a SAS stops working when the key that signed it is regenerated: re-sign it after the rotation",
+    reason: "a SAS keyturn leaves as it is",
     knownKeyCache: undefined,
-    order: 4,
+    order: 5,
+    heldKnownAtSnapshot: false,
   },
   identityDatastore: {
     reportName: "identityDatastore",
@@ -149,7 +177,8 @@ export const CONSUMER_KINDS: Record<ConsumerKind, ConsumerKindSpec> = {
     handling: "reportOnly",
     reason: "identity-based access: not affected by key rotation",
     knownKeyCache: undefined,
-    order: 5,
+    order: 6,
+    heldKnownAtSnapshot: false,
   },
 };
 

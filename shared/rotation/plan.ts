@@ -178,8 +178,37 @@ export function planAccount(node: AccountNode, options: PlanOptions): AccountPla
       reason: "key1 and key2 have the same fingerprint: the snapshot cannot tell the keys apart",
     };
   }
-  const notes = [...verdict.notes, ...cacheWarnings(node.consumers, options.graceSeconds)];
+  const notes = [
+    ...verdict.notes,
+    ...cacheWarnings(node.consumers, options.graceSeconds),
+    ...expiryFindings(node),
+  ];
   return { action: "rotate", plan: buildPlan(node, decision, options.graceSeconds, notes) };
+}
+
+/**
+ * Consumers whose SAS is valid for longer than the account's SAS expiration policy allows: a finding
+ * whatever keyturn does, as re-signing keeps the expiry.
+ */
+export function expiryFindings(node: AccountNode): string[] {
+  const policy = node.account.sasExpirationPeriod;
+  const maxMs = policy !== undefined ? periodMs(policy) : undefined;
+  if (maxMs === undefined) return [];
+  return node.consumers.flatMap((c) => {
+    if (!("expiresOn" in c) || c.expiresOn === undefined || c.startsOn === undefined) return [];
+    if (Date.parse(c.expiresOn) - Date.parse(c.startsOn) <= maxMs) return [];
+    return [
+      `${c.name}: its SAS is valid from ${c.startsOn} to ${c.expiresOn}, longer than ${node.account.name}'s SAS expiration policy (${policy}) allows: issue it again with a shorter expiry`,
+    ];
+  });
+}
+
+/** ARM's `sasExpirationPeriod`, "d.hh:mm:ss", in milliseconds; undefined when unreadable. */
+function periodMs(period: string): number | undefined {
+  const m = /^(\d+)\.(\d{2}):(\d{2}):(\d{2})$/.exec(period);
+  if (!m) return undefined;
+  const [d, h, min, sec] = m.slice(1).map(Number) as [number, number, number, number];
+  return (((d * 24 + h) * 60 + min) * 60 + sec) * 1000;
 }
 
 /** One warning per consumer kind whose known key caching outlasts the grace. */
@@ -251,9 +280,7 @@ export function buildHealPlan(
     graceSeconds: 0,
     steps,
     consumers: node.consumers.map(consumerRef),
-    notes: node.consumers
-      .filter((c) => isReportOnly(c.kind))
-      .map((c) => noteFor(c, decision.activeKey, decision.standbyKey)),
+    notes: node.consumers.filter((c) => isReportOnly(c.kind)).map(noteFor),
     policyNotes: [],
     heal: { code: skip.code, reason: skip.reason },
   };
@@ -405,7 +432,7 @@ export function buildPlan(
     graceSeconds,
     steps,
     consumers: node.consumers.map(consumerRef),
-    notes: node.consumers.filter((c) => isReportOnly(c.kind)).map((c) => noteFor(c, activeKey, standbyKey)),
+    notes: node.consumers.filter((c) => isReportOnly(c.kind)).map(noteFor),
     policyNotes,
   };
 }
@@ -420,24 +447,11 @@ function checkFor(kind: ConsumerKind): CheckKind {
   return spec.check;
 }
 
-function noteFor(consumer: Consumer, activeKey: KeyName, standbyKey: KeyName): ConsumerNote {
-  const ref = consumerRef(consumer);
-  // A SAS whose signing key discovery could tell says when it stops working.
-  if (consumer.kind === "sasDatastore" && consumer.signedWith !== undefined) {
-    const when =
-      consumer.signedWith === standbyKey
-        ? "at the first regeneration"
-        : consumer.signedWith === activeKey
-          ? "at the second regeneration, after the grace period"
-          : "";
-    return {
-      ...ref,
-      reason: `SAS signed with ${consumer.signedWith} stops working ${when}: re-sign it with ${standbyKey} after the rotation`,
-    };
-  }
+function noteFor(consumer: Consumer): ConsumerNote {
   const spec = CONSUMER_KINDS[consumer.kind];
   if (spec.handling !== "reportOnly") throw new Error(`consumer kind ${consumer.kind} is not report-only`);
-  return { ...ref, reason: spec.reason };
+  // A consumer may say more than its kind (which SAS, and why keyturn leaves it).
+  return { ...consumerRef(consumer), reason: "why" in consumer ? consumer.why : spec.reason };
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -29,8 +29,12 @@ describe("keyturn demo", () => {
         new RegExp(`^  ${account}\\s+rotated\\s+key1 [0-9a-f]{12}\\s+key2 [0-9a-f]{12}`, "m"),
       );
     }
-    // The SAS and identity-based datastores are reported with their reasons, not moved.
-    expect(stdout).toMatch(/sasDatastore\s+mlw-research\/partner_drop\s+skipped\s+a SAS/);
+    // A SAS an account key signed is re-signed; a user delegation SAS and an identity-based datastore
+    // are reported with their reasons, not moved.
+    expect(stdout).toMatch(/ sasDatastore\s+mlw-research\/partner_drop\s+updated/);
+    expect(stdout).toMatch(
+      /untouchedSasDatastore\s+mlw-research\/delegated_drop\s+skipped\s+a user delegation SAS/,
+    );
     expect(stdout).toMatch(/identityDatastore\s+mlw-train\/identity_scratch\s+skipped\s+identity-based/);
     expect(stdout).toMatch(/ARM calls made by keyturn: \d+/);
     expect(stdout).toContain("Grace used: 2s");

@@ -13,6 +13,7 @@ import {
   redact,
 } from "../../shared/errors";
 import { fingerprint } from "../../shared/rotation/fingerprint";
+import { signSas } from "../../shared/azure/sas";
 import type { KeyName } from "../../shared/rotation/model";
 import {
   ArmCallCounter,
@@ -251,6 +252,7 @@ describe("discovery of the demo estate", () => {
       "stmlbatch",
       "stmlgoverned",
       "stmllake",
+      "stmllegacy", // classic (Microsoft.ClassicStorage): test/integration/classic.test.ts
       "stmlresearch",
       "stmlshared",
     ]);
@@ -311,6 +313,8 @@ describe("discovery of the demo estate", () => {
 
   it("follows every page of a workspace's datastores", async () => {
     const { key1 } = await sdkKeys(RESEARCH, "stmllake");
+    const before = (await azure.datastores.list(workspaceId(PROD, "mlw-score"))).length;
+    expect(before).toBeGreaterThanOrEqual(3);
     const names = Array.from({ length: 32 }, (_, i) => `paged_${String(i).padStart(2, "0")}`);
     for (const name of names) {
       await clients.ml.datastores.createOrUpdate(PROD, "mlw-score", name, {
@@ -318,7 +322,7 @@ describe("discovery of the demo estate", () => {
       });
     }
     const listed = observe(await azure.datastores.list(workspaceId(PROD, "mlw-score")));
-    expect(listed.length).toBe(names.length + 3);
+    expect(listed.length).toBe(names.length + before);
     expect(new Set(listed.map((d) => d.name)).size).toBe(listed.length);
     expect(listed.map((d) => d.name)).toEqual(
       expect.arrayContaining([...names, "workspaceblobstore", "batch_outputs"]),
@@ -464,6 +468,33 @@ describe("datastores", () => {
     const after = await clients.ml.datastores.get(RESEARCH, "mlw-research", "partner_drop");
     expect(after.systemData?.lastModifiedAt).toEqual(before.systemData?.lastModifiedAt);
     await expect(azure.datastores.heldFingerprint(partner, SALT)).resolves.toBeUndefined();
+  });
+
+  it("putSas re-signs a SAS datastore in place; the data plane takes the new SAS and Azure refuses one a dead key signed", async () => {
+    const partner = datastoreId(RESEARCH, "mlw-research", "partner_drop");
+    const lake = accountId(RESEARCH, "stmllake");
+    const target = { accountName: "stmllake", container: "partner" };
+    const token = (await azure.datastores.heldSas(partner))!;
+    expect(token).toMatch(/sig=/);
+    const { blobEndpoint } = await azure.storage.getAccount(lake);
+    const probe = (sas: string) =>
+      azure.probe.probe({ blobEndpoint, accountName: "stmllake", container: "partner", sas });
+    await expect(probe(token)).resolves.toEqual({ ok: true });
+
+    const resigned = (await azure.storage.withKey(lake, "key2", async (key) => signSas(token, target, key)))!;
+    keyValues.add(resigned);
+    await azure.datastores.putSas(partner, resigned);
+    expect((await azure.datastores.heldSas(partner)) === resigned).toBe(true);
+    await expect(probe(resigned)).resolves.toEqual({ ok: true });
+
+    const dead = signSas(token, target, deadKey())!;
+    keyValues.add(dead);
+    await expect(probe(dead)).resolves.toMatchObject({ ok: false, status: 403 });
+    const error = await failure(azure.datastores.putSas(partner, dead));
+    expect(error).toMatchObject({ statusCode: 400 });
+    expect(error.message).toMatch(/refused the SAS token/);
+    expect((await azure.datastores.heldSas(partner)) === resigned).toBe(true);
+    await expect(azure.datastores.heldKey(partner)).resolves.toBeUndefined();
   });
 
   it("a key Azure's validation refuses comes back as a 400 that does not contain it", async () => {

@@ -33,7 +33,16 @@ describe("consumers and the outage log", () => {
   it("starts with every AccountKey consumer of the demo estate on a live key and no outage", async () => {
     const state = (await admin(emulator, "GET", "/state")).body as State;
     const kinds = new Set(state.consumers.map((c) => c.kind));
-    expect(kinds).toEqual(new Set(["workspace", "datastore", "batchAutoStorage", "keyVaultReader"]));
+    // SAS datastores hold the key that signed their SAS (user delegation and expired SAS hold none).
+    expect(kinds).toEqual(
+      new Set(["workspace", "datastore", "sasDatastore", "batchAutoStorage", "keyVaultReader"]),
+    );
+    expect(
+      state.consumers
+        .filter((c) => c.kind === "sasDatastore")
+        .map((c) => c.name)
+        .sort(),
+    ).toEqual(["mlw-research/partner_drop", "mlw-score/vendor_features"]);
     expect(state.consumers.every((c) => c.heldKeyName === "key1")).toBe(true);
     expect(((await admin(emulator, "GET", "/outages")).body as Outages).outages).toEqual([]);
   });

@@ -4,6 +4,7 @@
  */
 import type { ArmCall, ArmRoute, EmulatorContext } from "../../context";
 import { AzureError, isObject, jsonBody, type Request, type Response } from "../../http";
+import { addSasSignature, sasSigningKey, signedWithAccountKey } from "../../sas";
 import {
   findStorageAccountByName,
   keyWorks,
@@ -207,6 +208,16 @@ function validateAgainstStorage(estate: Estate, input: DatastoreInput, at: Date)
       "properties.credentials.secrets.key",
     );
   }
+  // A SAS an account key signed must be signed with a live one (user delegation SAS are not checked here).
+  if (input.credentials.credentialsType === "Sas") {
+    const token = input.credentials.secrets.sasToken;
+    if (signedWithAccountKey(token, at) && sasSigningKey(account, token, input.containerName) === undefined) {
+      return userError(
+        `Datastore validation failed: storage account '${account.name}' refused the SAS token (403 AuthenticationFailed). Check 'properties.credentials.secrets.sasToken', or pass skipValidation=true.`,
+        "properties.credentials.secrets.sasToken",
+      );
+    }
+  }
   return undefined;
 }
 
@@ -329,6 +340,9 @@ export function datastoreRoutes(ctx: EmulatorContext): ArmRoute[] {
           lastModifiedAt: now,
         };
     if (!existing) ws.datastores.set(name.toLowerCase(), ds);
+    // A SAS is a credential too: its signature joins the keys the whole-run secret scan looks for.
+    if (ds.credentials.credentialsType === "Sas")
+      addSasSignature(ctx.issuedKeys, ds.credentials.secrets.sasToken);
     recordChange(ds, existing !== undefined, now, { by: call.principal.clientId, type: "Application" });
     await ctx.changed("datastore PUT");
     return { status: existing ? 200 : 201, body: renderDatastore(ds) };

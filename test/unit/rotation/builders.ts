@@ -13,6 +13,7 @@ import {
   type KeyVaultSecretConsumer,
   type PlanOptions,
   type SasDatastoreConsumer,
+  type UntouchedSasDatastoreConsumer,
   type StorageAccountSnapshot,
   type WorkspaceConsumer,
 } from "../../../shared/rotation";
@@ -154,10 +155,11 @@ export function secret(
   };
 }
 
+/** A datastore whose SAS `holds` signed (the snapshot tells which key). */
 export function sasDatastore(
   acc: StorageAccountSnapshot,
   name: string,
-  signedWith?: KeyName,
+  holds: Holds = "key1",
 ): SasDatastoreConsumer {
   return {
     kind: "sasDatastore",
@@ -165,7 +167,23 @@ export function sasDatastore(
     name,
     storageAccountId: acc.id,
     workspaceId: workspaceId("mlw-one"),
-    ...(signedWith ? { signedWith } : {}),
+    container: name,
+    ...heldField(acc, holds),
+  };
+}
+
+export function untouchedSasDatastore(
+  acc: StorageAccountSnapshot,
+  name: string,
+  why = "a user delegation SAS: signed with an Entra ID delegation key",
+): UntouchedSasDatastoreConsumer {
+  return {
+    kind: "untouchedSasDatastore",
+    id: `${workspaceId("mlw-one")}/datastores/${name}`,
+    name,
+    storageAccountId: acc.id,
+    workspaceId: workspaceId("mlw-one"),
+    why,
   };
 }
 

@@ -357,6 +357,11 @@ export class FakeEstate {
           }
           return { outcome: { consumerId: consumer.id }, armCalls: 0 };
         }
+        case "resignSas":
+          // listSecrets, GET, PUT: the SAS signed with the target key.
+          hold(target());
+          this.writes.push(`resign ${consumer.name}`);
+          return { outcome: { consumerId: consumer.id }, armCalls: 3 };
         case "syncAutoStorageKeys": {
           const before = this.lastKeySync.get(consumer.id);
           hold(this.servicePicks(command.to.key));
@@ -435,6 +440,15 @@ export class FakeEstate {
             ...(held.heldFingerprint === command.to.fingerprint && command.phase !== "retireActive"
               ? { probe: probe() }
               : {}),
+          };
+        }
+        case "sasDatastore": {
+          armCalls++;
+          const held = heldFp(consumer.id);
+          return {
+            consumerId: consumer.id,
+            ...held,
+            ...(held.heldFingerprint === command.to.fingerprint ? { probe: probe() } : {}),
           };
         }
         case "workspace":

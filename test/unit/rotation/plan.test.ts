@@ -4,7 +4,6 @@ import {
   type AccountNode,
   type AccountPlan,
   type Consumer,
-  type KeyName,
   type RegenerateKeyStep,
   type VerifyConsumersStep,
 } from "../../../shared/rotation";
@@ -20,6 +19,7 @@ import {
   planFor,
   prng,
   sasDatastore,
+  untouchedSasDatastore,
   secret,
   workspace,
   type Holds,
@@ -152,35 +152,28 @@ describe("planAccount", () => {
     ]);
   });
 
-  it("reports SAS and identity-based datastores without touching them", () => {
+  it("re-signs SAS datastores as it moves datastores, and reports the SAS and identity-based ones it leaves", () => {
     const st = account();
     const plan = planFor(
       node(
         st,
         datastore(st, "ds"),
         sasDatastore(st, "sas-standby", "key2"),
-        sasDatastore(st, "sas-unknown"),
+        untouchedSasDatastore(st, "sas-delegated"),
         identityDatastore(st, "mi"),
       ),
     );
     const touched = plan.steps.flatMap((s) =>
       s.kind === "moveConsumers"
-        ? s.moves.map((m) => m.consumer.name)
+        ? s.moves.map((m) => `${m.operation} ${m.consumer.name}`)
         : s.kind === "verifyConsumers"
-          ? s.checks.map((c) => c.consumer.name)
+          ? s.checks.map((c) => `${c.expect} ${c.consumer.name}`)
           : [],
     );
-    expect(touched).not.toEqual(expect.arrayContaining(["sas-standby"]));
-    expect(touched).not.toEqual(expect.arrayContaining(["mi"]));
+    expect(touched).toEqual(expect.arrayContaining(["resignSas sas-standby", "holdsKey sas-standby"]));
+    expect(touched.filter((t) => t.endsWith("sas-delegated") || t.endsWith(" mi"))).toEqual([]);
     expect(plan.notes.map((n) => [n.name, n.reason])).toEqual([
-      [
-        "sas-standby",
-        "SAS signed with key2 stops working at the first regeneration: re-sign it with key2 after the rotation",
-      ],
-      [
-        "sas-unknown",
-        "a SAS stops working when the key that signed it is regenerated: re-sign it after the rotation",
-      ],
+      ["sas-delegated", "a user delegation SAS: signed with an Entra ID delegation key"],
       ["mi", "identity-based access: not affected by key rotation"],
     ]);
   });
@@ -337,13 +330,22 @@ describe("invariant I2: never both keys", () => {
     const consumers: Consumer[] = [];
     const count = 1 + Math.floor(random() * 8);
     for (let i = 0; i < count; i++) {
-      const kind = pick(["datastore", "secret", "workspace", "batch", "sas", "identity"] as const);
+      const kind = pick([
+        "datastore",
+        "secret",
+        "workspace",
+        "batch",
+        "sas",
+        "untouchedSas",
+        "identity",
+      ] as const);
       const holds = pick(HOLDS);
       if (kind === "datastore") consumers.push(datastore(st, `ds${i}`, holds));
       if (kind === "secret") consumers.push(secret(st, `s${i}`, holds));
       if (kind === "workspace") consumers.push(workspace(st, `mlw-${i}`, holds));
       if (kind === "batch") consumers.push(batch(st, `batch${i}`));
-      if (kind === "sas") consumers.push(sasDatastore(st, `sas${i}`, pick<KeyName>(["key1", "key2"])));
+      if (kind === "sas") consumers.push(sasDatastore(st, `sas${i}`, holds));
+      if (kind === "untouchedSas") consumers.push(untouchedSasDatastore(st, `usas${i}`));
       if (kind === "identity") consumers.push(identityDatastore(st, `mi${i}`));
     }
     return node(st, ...consumers);
@@ -374,7 +376,7 @@ describe("invariant I2: never both keys", () => {
           .map((c) => c.consumer.id),
       );
       const keyed = plan.decision.holdings.filter(
-        (h) => !["sasDatastore", "identityDatastore"].includes(h.kind),
+        (h) => !["untouchedSasDatastore", "identityDatastore"].includes(h.kind),
       );
       expect(keyed.filter((h) => !verified.has(h.id))).toEqual([]);
     }

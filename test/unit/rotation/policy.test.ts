@@ -23,7 +23,7 @@ import {
   datastore,
   identityDatastore,
   node,
-  sasDatastore,
+  untouchedSasDatastore,
   storageAccountId,
   workspace,
   workspaceId,
@@ -372,10 +372,10 @@ describe("evaluateAccountPolicy", () => {
     });
   });
 
-  it("skips an account used only through SAS and identity-based datastores", () => {
+  it("skips an account used only through SAS it leaves as they are and identity-based datastores", () => {
     const st = account();
     const verdict = evaluateAccountPolicy(
-      node(st, sasDatastore(st, "sas"), identityDatastore(st, "mi")),
+      node(st, untouchedSasDatastore(st, "sas"), identityDatastore(st, "mi")),
       "key1",
       {
         now: NOW,

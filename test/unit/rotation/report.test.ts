@@ -21,7 +21,7 @@ import {
   fp,
   keyValues,
   node,
-  sasDatastore,
+  untouchedSasDatastore,
   storageAccountId,
   workspace,
 } from "./builders";
@@ -32,7 +32,7 @@ const n = node(
   workspace(st),
   datastore(st, "ds1"),
   datastore(st, "broken", "dead"),
-  sasDatastore(st, "sas"),
+  untouchedSasDatastore(st, "sas"),
 );
 const planned = planAccount(n, DEFAULT_PLAN_OPTIONS);
 const optedOut = account("stskip", { tags: { "keyturn:skip": "true" } });
@@ -223,10 +223,10 @@ describe("renderReport", () => {
         "",
         `stdata01 (rotated)  ${st.id}`,
         "  note: 1 voting consumer holds key1",
-        "  workspace     mlw-one  updated",
-        "  datastore     ds1      updated",
-        "  datastore     broken   healed   held a key the account no longer has",
-        "  sasDatastore  sas      skipped  a SAS stops working when the key that signed it is regenerated: re-sign it after the rotation",
+        "  workspace              mlw-one  updated",
+        "  datastore              ds1      updated",
+        "  datastore              broken   healed   held a key the account no longer has",
+        "  untouchedSasDatastore  sas      skipped  a user delegation SAS: signed with an Entra ID delegation key",
         "",
         `stskip (skipped)  ${storageAccountId("stskip")}`,
         "  reason: tagged keyturn:skip=true",
