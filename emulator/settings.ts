@@ -9,6 +9,21 @@ export type ResyncPolicy = "key1" | "consumers" | "keepIfLive";
 
 export const RESYNC_POLICIES: readonly ResyncPolicy[] = ["key1", "consumers", "keepIfLive"];
 
+/**
+ * Which admin password of its container registry a workspace takes on a resync (Microsoft does not
+ * document it; the workspace's `listKeys` shows the one it holds): always `password` (the first the
+ * registry lists); always `password2`; the one it holds while that one is still live, else `password`;
+ * or either, at random, on each resync.
+ */
+export type RegistryResyncPick = "password" | "password2" | "keepIfLive" | "random";
+
+export const REGISTRY_RESYNC_PICKS: readonly RegistryResyncPick[] = [
+  "password",
+  "password2",
+  "keepIfLive",
+  "random",
+];
+
 export interface EmulatorSettings {
   resyncPolicy: ResyncPolicy;
   /**
@@ -16,6 +31,11 @@ export interface EmulatorSettings {
    * so each can be tested on its own. Default `consumers`.
    */
   batchSyncPolicy: ResyncPolicy;
+  /**
+   * Which container registry admin password a workspace resync takes (see `RegistryResyncPick`).
+   * Default `password`.
+   */
+  registryResyncPick: RegistryResyncPick;
   /** How many polls a resyncKeys long-running operation answers 202 before it completes. */
   resyncPolls: number;
   /** Seconds clients are told to wait between LRO polls (Retry-After). */

@@ -42,6 +42,9 @@ param subscribeSecretNearExpiry bool = false
 @description('Where Durable Functions keeps orchestration state: AzureStorage (tables, queues and blobs in keyturn\'s own storage account) or DurableTaskScheduler (a Durable Task Scheduler and task hub, with its dashboard). Switching starts from an empty task hub: let running rotations finish first.')
 param durableBackend string = 'AzureStorage'
 
+@description('Also rotate the shared keys of Batch accounts (opt-in): defines the role in keyturn-batch-role.json, assigns it on the same scopes as the main role, and sets KEYTURN_BATCH_KEYS. Off: the identity cannot read or regenerate any Batch key.')
+param batchKeys bool = false
+
 @description('A resource group keyturn rotates in.')
 type resourceGroupScope = {
   @description('The subscription id (a GUID).')
@@ -56,6 +59,8 @@ var token = toLower(uniqueString(subscription().id, environmentName, location))
 // The one role file (I7): the emulator enforces it, tests check it against the code, and this
 // deploys it as a custom role.
 var role = loadJsonContent('keyturn-role.json')
+// The second role file: the Batch shared-key actions, deployed and assigned only with batchKeys.
+var batchRole = loadJsonContent('keyturn-batch-role.json')
 var settingsFile = loadJsonContent('app-settings.json')
 
 var subscriptionScopes = empty(rotationSubscriptionIds) && empty(rotationResourceGroups) ? [subscription().subscriptionId] : rotationSubscriptionIds
@@ -168,6 +173,7 @@ var deploymentSettings = {
   AzureWebJobsStorage__tableServiceUri: storage.outputs.tableEndpoint
   AzureWebJobsStorage__clientId: identity.outputs.clientId
   KEYTURN_API_TENANT_ID: tenant().tenantId
+  KEYTURN_BATCH_KEYS: batchKeys ? 'true' : 'false'
 }
 
 // durableBackend = 'DurableTaskScheduler': host.json's storage provider is overridden by app settings
@@ -282,6 +288,51 @@ module resourceGroupAssignments 'modules/role-assignment-resource-group.bicep' =
       roleDefinitionGuid: keyturnRole.name
       principalId: identity.outputs.principalId
     }
+  }
+]
+
+// batchKeys: the Batch role on every scope the main role is assigned on, and nowhere without it.
+var batchRoleGuid = guid(subscription().id, environmentName, 'keyturn-batch-role')
+
+resource batchKeysRole 'Microsoft.Authorization/roleDefinitions@2022-04-01' = if (batchKeys) {
+  name: batchRoleGuid
+  properties: {
+    roleName: '${batchRole.Name} (${environmentName})'
+    description: batchRole.Description
+    type: 'CustomRole'
+    permissions: [
+      {
+        actions: batchRole.Actions
+        notActions: batchRole.NotActions
+        dataActions: batchRole.DataActions
+        notDataActions: batchRole.NotDataActions
+      }
+    ]
+    assignableScopes: scopeIds
+  }
+}
+
+module batchSubscriptionAssignments 'modules/role-assignment-subscription.bicep' = [
+  for id in (batchKeys ? subscriptionScopes : []): {
+    name: 'keyturn-batch-role-${uniqueString(id, environmentName)}'
+    scope: subscription(id)
+    params: {
+      roleDefinitionGuid: batchRoleGuid
+      principalId: identity.outputs.principalId
+    }
+    dependsOn: [batchKeysRole]
+  }
+]
+
+module batchResourceGroupAssignments 'modules/role-assignment-resource-group.bicep' = [
+  for g in (batchKeys ? rotationResourceGroups : []): {
+    name: 'keyturn-batch-role-${uniqueString(g.subscriptionId, g.resourceGroup, environmentName)}'
+    scope: resourceGroup(g.subscriptionId, g.resourceGroup)
+    params: {
+      roleDefinitionGuid: batchRoleGuid
+      principalId: identity.outputs.principalId
+    }
+    dependsOn: [batchKeysRole]
   }
 ]
 

@@ -24,11 +24,12 @@ function batchBody(batch: BatchAccount): Record<string, unknown> {
     location: batch.location,
     identity: { type: "None" },
     properties: {
-      accountEndpoint: `${batch.name}.${batch.location}.batch.azure.com`,
+      // The emulator's Batch data plane for the account once it runs (emulator/batchdata.ts).
+      accountEndpoint: batch.accountEndpoint ?? `${batch.name}.${batch.location}.batch.azure.com`,
       provisioningState: "Succeeded",
       poolAllocationMode: "BatchService",
       publicNetworkAccess: "Enabled",
-      allowedAuthenticationModes: ["SharedKey", "AAD", "TaskAuthenticationToken"],
+      allowedAuthenticationModes: batch.allowedAuthenticationModes,
       ...(batch.autoStorage
         ? {
             autoStorage: {
@@ -67,7 +68,50 @@ export function batchSyncKey(ctx: EmulatorContext, batch: BatchAccount, account:
   );
 }
 
-function parseBatchKeyName(req: Request): "primary" | "secondary" {
+/**
+ * Microsoft: listKeys and regenerateKeys "apply only to Batch accounts with allowedAuthenticationModes
+ * containing 'SharedKey' ... In this case, getting the keys will fail" (Batch Account - Get Keys). The
+ * status and code of that failure are not documented: assumed a 400 naming the reason, as ARM answers
+ * an operation the resource's configuration does not allow.
+ */
+function requireSharedKey(batch: BatchAccount): void {
+  if (batch.allowedAuthenticationModes.includes("SharedKey")) return;
+  throw new AzureError(
+    400,
+    "SharedKeyAuthenticationNotAllowed",
+    `The Batch account '${batch.name}' does not allow SharedKey authentication (allowedAuthenticationModes: ${batch.allowedAuthenticationModes.join(", ") || "none"}): its keys cannot be listed or regenerated.`,
+  );
+}
+
+/** The two shared keys, by keyturn's names and Batch's. */
+export const BATCH_KEY_NAMES = { key1: "primary", key2: "secondary" } as const;
+
+/**
+ * Regenerates one shared key of a Batch account (the regenerateKeys route; the admin API's
+ * out-of-band change too): the old value dies at once on the Batch data plane, and the new value goes
+ * into the ledger of issued keys, the regeneration into `ctx.regenerations`.
+ */
+export async function regenerateBatchKey(
+  ctx: EmulatorContext,
+  batch: BatchAccount,
+  key: "key1" | "key2",
+  cause: string,
+): Promise<void> {
+  requireSharedKey(batch);
+  const value = randomBytes(64).toString("base64");
+  batch.keys[BATCH_KEY_NAMES[key]] = value;
+  ctx.issuedKeys.add(value);
+  ctx.regenerations.push({
+    account: batch.name,
+    key,
+    at: ctx.now().toISOString(),
+    outOfBand: cause.startsWith("out-of-band"),
+    batch: true,
+  });
+  await ctx.changed(cause);
+}
+
+function parseBatchKeyName(req: Request): "key1" | "key2" {
   const body = jsonBody(req);
   const keyName = isObject(body) ? body.keyName : undefined;
   if (keyName !== "Primary" && keyName !== "Secondary") {
@@ -77,7 +121,7 @@ function parseBatchKeyName(req: Request): "primary" | "secondary" {
       `The value of keyName '${String(keyName)}' in the request body is invalid. Expected 'Primary' or 'Secondary'.`,
     );
   }
-  return keyName === "Primary" ? "primary" : "secondary";
+  return keyName === "Primary" ? "key1" : "key2";
 }
 
 export const batchRoutes: RouteModule = (ctx) => {
@@ -146,7 +190,11 @@ export const batchRoutes: RouteModule = (ctx) => {
       action: "Microsoft.Batch/batchAccounts/listkeys/action",
       kind: "write",
       operation: "batchAccounts.getKeys",
-      handler: (_req, p) => ({ status: 200, body: keys(find(p)) }),
+      handler: (_req, p) => {
+        const batch = find(p);
+        requireSharedKey(batch);
+        return { status: 200, body: keys(batch) };
+      },
     },
     {
       method: "POST",
@@ -155,9 +203,10 @@ export const batchRoutes: RouteModule = (ctx) => {
       action: "Microsoft.Batch/batchAccounts/regeneratekeys/action",
       kind: "write",
       operation: "batchAccounts.regenerateKey",
-      handler: (req, p) => {
+      handler: async (req, p) => {
         const batch = find(p);
-        batch.keys[parseBatchKeyName(req)] = randomBytes(64).toString("base64");
+        const key = parseBatchKeyName(req);
+        await regenerateBatchKey(ctx, batch, key, `regenerateKeys ${batch.name}/${BATCH_KEY_NAMES[key]}`);
         return { status: 200, body: keys(batch) };
       },
     },

@@ -162,10 +162,8 @@ describe("workspaces", () => {
     const keys = await clients.ml.workspaces.listKeys(PROD, "mlw-score");
     expect(keys.userStorageResourceId).toBe(account.id);
     expect(keys.userStorageKey === live.key1).toBe(true);
-    expect(keys.containerRegistryCredentials?.passwords?.map((p) => p.name)).toEqual([
-      "password",
-      "password2",
-    ]);
+    // Its registry is not in the demo estate (mlw-train's is: test/contract/registry.test.ts).
+    expect(keys.containerRegistryCredentials ?? null).toBeNull();
   });
 });
 

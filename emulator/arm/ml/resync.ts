@@ -15,6 +15,7 @@ import {
   type Workspace,
 } from "../../model";
 import { baseUrl } from "../common";
+import { resyncRegistryPassword } from "../registry";
 import { recordChange } from "./authorship";
 import {
   LRO_FAILURE_STATUS,
@@ -103,6 +104,8 @@ export async function resyncWorkspace(ctx: EmulatorContext, ws: Workspace, cause
   const key = chooseResyncKey(ctx.estate, ws, ctx.settings.resyncPolicy, ctx.now());
   if (!account || key === undefined) return false;
   ws.userStorageKey = key;
+  // It re-reads its container registry's admin passwords too, and takes one by `registryResyncPick`.
+  resyncRegistryPassword(ctx, ws);
   if (ctx.settings.resyncRewritesDefaultDatastores) {
     for (const ds of accountKeyDatastoresOn(ws, account)) {
       if (!DEFAULT_DATASTORE_NAMES.has(ds.name.toLowerCase())) continue;

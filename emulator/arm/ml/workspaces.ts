@@ -1,8 +1,9 @@
 /** Workspaces: list (by subscription, by resource group, `$skip` paging), get and listKeys. */
-import { createHash, randomBytes, randomUUID } from "node:crypto";
+import { createHash, randomUUID } from "node:crypto";
 import type { ArmRoute, EmulatorContext } from "../../context";
 import { isObject, type Request, type Response } from "../../http";
 import { resourceKey, type Workspace } from "../../model";
+import { workspaceRegistryCredentials } from "../registry";
 import {
   ML_ACTIONS,
   ML_PROVIDER,
@@ -22,14 +23,9 @@ function stableGuid(seed: string): string {
   return `${h.slice(0, 8)}-${h.slice(8, 12)}-4${h.slice(13, 16)}-8${h.slice(17, 20)}-${h.slice(20, 32)}`;
 }
 
-function lastSegment(id: string): string {
-  return id.slice(id.lastIndexOf("/") + 1);
-}
-
 interface WorkspaceExtras {
   createdAt: Date;
   principalId: string;
-  acrPasswords: [string, string];
   appInsightsKey: string;
 }
 
@@ -86,14 +82,8 @@ function listWorkspaceKeysResult(ws: Workspace, extras: WorkspaceExtras): Record
     userStorageKey: ws.userStorageKey,
     userStorageResourceId: ws.storageAccountId,
     appInsightsInstrumentationKey: extras.appInsightsKey,
-    containerRegistryCredentials: {
-      location: ws.location,
-      username: lastSegment(ws.containerRegistryId),
-      passwords: [
-        { name: "password", value: extras.acrPasswords[0] },
-        { name: "password2", value: extras.acrPasswords[1] },
-      ],
-    },
+    // The one registry admin password the workspace holds (emulator/arm/registry.ts), or null.
+    containerRegistryCredentials: workspaceRegistryCredentials(ws),
     notebookAccessKeys: { primaryAccessKey: null, secondaryAccessKey: null },
   };
 }
@@ -129,7 +119,6 @@ export function workspaceRoutes(ctx: EmulatorContext): ArmRoute[] {
       extras = {
         createdAt: startedAt,
         principalId: randomUUID(),
-        acrPasswords: [randomBytes(24).toString("base64"), randomBytes(24).toString("base64")],
         appInsightsKey: randomUUID(),
       };
       extrasByWorkspace.set(ws, extras);

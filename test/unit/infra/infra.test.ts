@@ -2,6 +2,7 @@ import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { dirname, join, relative } from "node:path";
 import { EVENT_CATALOGUE, METRIC_CATALOGUE, redactText } from "../../../shared/telemetry";
 import { DEFAULT_ARM_TIMEOUT_SECONDS } from "../../../shared/azure/pacing";
+import { OPERATIONS } from "../../../shared/azure/call";
 import { problems, references } from "./kql";
 import { withPlaceholdersReplaced } from "./queries";
 
@@ -366,16 +367,18 @@ describe("more Bicep checks", () => {
   });
 });
 
+/** A role definition file as `az role definition create` takes it. */
+interface Role {
+  Name: string;
+  Description: string;
+  Actions: string[];
+  NotActions: string[];
+  DataActions: string[];
+  NotDataActions: string[];
+  AssignableScopes: string[];
+}
+
 describe("the role file (infra/keyturn-role.json)", () => {
-  interface Role {
-    Name: string;
-    Description: string;
-    Actions: string[];
-    NotActions: string[];
-    DataActions: string[];
-    NotDataActions: string[];
-    AssignableScopes: string[];
-  }
   const role = json<Role>("infra/keyturn-role.json");
   const OPERATION = /^Microsoft\.[A-Za-z]+(?:\/[A-Za-z][A-Za-z0-9]*)+\/(?:read|write|delete|action)$/;
 
@@ -402,10 +405,10 @@ describe("the role file (infra/keyturn-role.json)", () => {
     }
   });
 
-  it("control-plane actions touch only storage, ML and Batch; data actions only Key Vault secrets", () => {
+  it("control-plane actions touch only storage (classic too), ML and Batch; data actions only Key Vault secrets", () => {
     for (const action of role.Actions) {
       expect(action).toMatch(
-        /^Microsoft\.(Storage\/storageAccounts|MachineLearningServices\/(workspaces|locations\/workspaceOperationsStatus)|Batch\/batchAccounts)\//,
+        /^Microsoft\.((Classic)?Storage\/storageAccounts|MachineLearningServices\/(workspaces|locations\/workspaceOperationsStatus)|Batch\/batchAccounts)\//,
       );
     }
     for (const action of role.DataActions) expect(action).toMatch(/^Microsoft\.KeyVault\/vaults\/secrets\//);
@@ -416,6 +419,63 @@ describe("the role file (infra/keyturn-role.json)", () => {
     for (const field of ["Actions", "NotActions", "DataActions", "NotDataActions", "Name", "Description"]) {
       expect(mainBicep).toContain(`role.${field}`);
     }
+  });
+});
+
+describe("the Batch role file (infra/keyturn-batch-role.json), opt-in with batchKeys", () => {
+  const batchRole = json<Role>("infra/keyturn-batch-role.json");
+  const mainRole = json<Role>("infra/keyturn-role.json");
+  const lower = (actions: string[]) => actions.map((a) => a.toLowerCase()).sort();
+
+  it("is a well-formed role that grants Batch account actions only, without wildcards, and denies nothing", () => {
+    expect(batchRole.Name).toMatch(/\S/);
+    expect(batchRole.Name).not.toBe(mainRole.Name);
+    expect(batchRole.Description).toMatch(/\S/);
+    expect(batchRole.NotActions).toEqual([]);
+    expect(batchRole.DataActions).toEqual([]);
+    expect(batchRole.NotDataActions).toEqual([]);
+    expect(Array.isArray(batchRole.AssignableScopes)).toBe(true);
+    for (const action of batchRole.Actions) {
+      expect(action).toMatch(/^Microsoft\.Batch\/batchAccounts\/(read|[a-zA-Z]+\/action)$/);
+    }
+  });
+
+  it("names exactly the actions of the Batch shared-key adapter's operations", () => {
+    const used = [OPERATIONS.getBatchAccount, OPERATIONS.getBatchKeys, OPERATIONS.regenerateBatchKey];
+    expect(lower(batchRole.Actions)).toEqual(lower([...new Set(used.map((o) => o.action))]));
+    expect(OPERATIONS.getBatchKeys.roleFile).toBe("infra/keyturn-batch-role.json");
+    expect(OPERATIONS.regenerateBatchKey.roleFile).toBe("infra/keyturn-batch-role.json");
+  });
+
+  it("leaves the main role without any Batch key action", () => {
+    const keyActions = lower(batchRole.Actions).filter((a) => !a.endsWith("/read"));
+    expect(keyActions.length).toBeGreaterThan(0);
+    expect(lower(mainRole.Actions).filter((a) => keyActions.includes(a))).toEqual([]);
+  });
+
+  it("main.bicep defines and assigns it only when batchKeys is true, on the main role's scopes", () => {
+    expect(mainBicep).toMatch(/^param batchKeys bool = false$/m);
+    expect(mainBicep).toContain("var batchRole = loadJsonContent('keyturn-batch-role.json')");
+    const definition =
+      /resource batchKeysRole '[^']+' = if \(batchKeys\) \{[\s\S]*?\n\}/.exec(mainBicep)?.[0] ?? "";
+    for (const field of ["Actions", "NotActions", "DataActions", "NotDataActions", "Name", "Description"]) {
+      expect(definition).toContain(`batchRole.${field}`);
+    }
+    expect(definition).toMatch(/assignableScopes: scopeIds\n/);
+    expect(mainBicep).toMatch(
+      /module batchSubscriptionAssignments 'modules\/role-assignment-subscription\.bicep' = \[\s+for id in \(batchKeys \? subscriptionScopes : \[\]\):/,
+    );
+    expect(mainBicep).toMatch(
+      /module batchResourceGroupAssignments 'modules\/role-assignment-resource-group\.bicep' = \[\s+for g in \(batchKeys \? rotationResourceGroups : \[\]\):/,
+    );
+    expect(mainBicep.match(/roleDefinitionGuid: batchRoleGuid/g)).toHaveLength(2);
+  });
+
+  it("sets KEYTURN_BATCH_KEYS from batchKeys, which azd takes from KEYTURN_BATCH_KEYS (default false)", () => {
+    expect(deployedValue("KEYTURN_BATCH_KEYS")).toBe("batchKeys ? 'true' : 'false'");
+    expect(byName.get("KEYTURN_BATCH_KEYS")?.set).toBe("deployment");
+    const parameters = json<{ parameters: Record<string, { value: unknown }> }>("infra/main.parameters.json");
+    expect(parameters.parameters.batchKeys?.value).toBe("${KEYTURN_BATCH_KEYS=false}");
   });
 });
 
