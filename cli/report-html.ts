@@ -217,7 +217,13 @@ export function collectEvidence(
           learnedTimes?: Record<string, string>;
           movedAt?: number;
           keys?: Record<string, string>;
+          keysRegenerated?: KeyName[];
+          windowStart?: number;
         };
+        // Where Azure records no creation time (classic accounts): when keyturn saw the key regenerated.
+        const last = state.keysRegenerated?.at(-1);
+        if (last && typeof state.windowStart === "number" && !state.learnedTimes?.[`regenerate-${last}`])
+          (e.regeneratedAt ??= {})[last] = new Date(state.windowStart).toISOString();
         for (const [step, at] of Object.entries(state.learnedTimes ?? {})) {
           const key = /key[12]$/.exec(step)?.[0] as KeyName | undefined;
           if (key) (e.regeneratedAt ??= {})[key] = at;

@@ -2,10 +2,18 @@ import { AzureError, Router, isObject, jsonBody } from "./http";
 import { findStorageAccountByName, resourceKey } from "./model";
 import { consumerHoldings, emulatorFingerprint, heldKeyName } from "./consumers";
 import { regenerateStorageKey } from "./arm/storage";
+import { regenerateBatchKey } from "./arm/batch";
+import { regenerateRegistryPassword } from "./arm/registry";
 import type { FaultAction } from "./faults";
 import type { Emulator } from "./handle";
 import { emptyThrottleCounts } from "./throttle";
-import { RESYNC_POLICIES, type EmulatorSettings, type ResyncPolicy } from "./context";
+import {
+  REGISTRY_RESYNC_PICKS,
+  RESYNC_POLICIES,
+  type EmulatorSettings,
+  type RegistryResyncPick,
+  type ResyncPolicy,
+} from "./context";
 
 /**
  * The emulator's admin API (`/_admin`, loopback only, no auth): fault injection, settings,
@@ -155,6 +163,61 @@ export function adminRoutes(emulator: Emulator): Router {
     return { status: 204 };
   });
 
+  const findBatch = (name: string) => {
+    const batch = [...ctx.estate.batchAccounts.values()].find(
+      (b) => b.name.toLowerCase() === name.toLowerCase(),
+    );
+    if (!batch) throw new AzureError(404, "ResourceNotFound", `No Batch account '${name}' in the estate.`);
+    return batch;
+  };
+  // A Batch shared key regenerated behind keyturn's back (key1 = Primary, key2 = Secondary).
+  router.add("POST", "/_admin/batchAccounts/{name}/regenerateKeys", async (req, p) => {
+    const batch = findBatch(p.name!);
+    const body = jsonBody(req);
+    const keyName = isObject(body) ? body.keyName : undefined;
+    if (keyName !== "key1" && keyName !== "key2")
+      throw new AzureError(400, "InvalidRequestContent", 'Send {"keyName":"key1"|"key2"}.');
+    await regenerateBatchKey(ctx, batch, keyName, `out-of-band regenerateKeys ${batch.name}/${keyName}`);
+    return { status: 204 };
+  });
+  // An account turned Entra ID only (or back): what ARM's batchAccounts update does to the property.
+  router.add("PATCH", "/_admin/batchAccounts/{name}", (req, p) => {
+    const batch = findBatch(p.name!);
+    const body = jsonBody(req);
+    const modes = isObject(body) ? body.allowedAuthenticationModes : undefined;
+    const known = ["SharedKey", "AAD", "TaskAuthenticationToken"] as const;
+    if (!Array.isArray(modes) || !modes.every((m) => known.includes(m as (typeof known)[number])))
+      throw new AzureError(
+        400,
+        "InvalidRequestContent",
+        `Send {"allowedAuthenticationModes": [...]} with any of ${known.join(", ")}.`,
+      );
+    batch.allowedAuthenticationModes = [...new Set(modes as (typeof known)[number][])];
+    return {
+      status: 200,
+      body: { name: batch.name, allowedAuthenticationModes: batch.allowedAuthenticationModes },
+    };
+  });
+
+  router.add("POST", "/_admin/registries/{name}/regenerateCredential", async (req, p) => {
+    const registry = [...ctx.estate.registries.values()].find(
+      (r) => r.name.toLowerCase() === p.name!.toLowerCase(),
+    );
+    if (!registry)
+      throw new AzureError(404, "ResourceNotFound", `No container registry '${p.name!}' in the estate.`);
+    const body = jsonBody(req);
+    const name = isObject(body) ? body.name : undefined;
+    if (name !== "password" && name !== "password2")
+      throw new AzureError(400, "InvalidRequestContent", 'Send {"name":"password"|"password2"}.');
+    await regenerateRegistryPassword(
+      ctx,
+      registry,
+      name,
+      `out-of-band regenerateCredential ${registry.name}/${name}`,
+    );
+    return { status: 204 };
+  });
+
   router.add("DELETE", "/_admin/workspaces/{workspace}/datastores/{name}", async (_req, p) => {
     const ws = [...ctx.estate.workspaces.values()].find(
       (w) => w.name.toLowerCase() === p.workspace!.toLowerCase(),
@@ -227,6 +290,14 @@ export function mergeSettings(
       case "batchSyncPolicy":
         if (RESYNC_POLICIES.includes(value as ResyncPolicy)) settings[key] = value as ResyncPolicy;
         else problems.push(`${key} must be 'key1', 'consumers' or 'keepIfLive'`);
+        break;
+      case "registryResyncPick":
+        if (REGISTRY_RESYNC_PICKS.includes(value as RegistryResyncPick))
+          settings.registryResyncPick = value as RegistryResyncPick;
+        else
+          problems.push(
+            `registryResyncPick must be ${REGISTRY_RESYNC_PICKS.map((p) => `'${p}'`).join(", ")}`,
+          );
         break;
       case "latency":
         if (value === "off" || value === "realistic") settings.latency = value;

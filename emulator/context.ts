@@ -7,10 +7,21 @@ import type { StorageRpKind } from "./throttle";
 import type { EmulatorSettings } from "./settings";
 
 export type ProviderName =
-  "Microsoft.Storage" | "Microsoft.MachineLearningServices" | "Microsoft.Batch" | "subscriptions";
+  | "Microsoft.Storage"
+  | "Microsoft.ClassicStorage"
+  | "Microsoft.MachineLearningServices"
+  | "Microsoft.Batch"
+  | "Microsoft.ContainerRegistry"
+  | "subscriptions";
 
 // Settings live in settings.ts (model.ts needs ResyncPolicy without importing this file back).
-export { RESYNC_POLICIES, type EmulatorSettings, type ResyncPolicy } from "./settings";
+export {
+  REGISTRY_RESYNC_PICKS,
+  RESYNC_POLICIES,
+  type EmulatorSettings,
+  type RegistryResyncPick,
+  type ResyncPolicy,
+} from "./settings";
 
 /** What route modules may use: the estate and the hooks that keep Azurite and the outage log true. */
 export interface EmulatorContext {
@@ -26,10 +37,27 @@ export interface EmulatorContext {
    * answering, so the client never sees success before the data plane agrees.
    */
   changed(reason: string): Promise<void>;
-  /** Every storage key value the emulator ever issued, so tests can prove none leaked (I3). */
+  /**
+   * Every storage key (and container registry admin password) value the emulator ever issued, so
+   * tests can prove none leaked (I3).
+   */
   readonly issuedKeys: Set<string>;
-  /** Every key regeneration, keyturn's and out-of-band ones, in order: tests count them (I2, I4). */
-  readonly regenerations: { account: string; key: "key1" | "key2"; at: string; outOfBand: boolean }[];
+  /**
+   * Every key regeneration, keyturn's and out-of-band ones, in order: tests count them (I2, I4).
+   * `batch`: a Batch account's shared key (key1 = Primary, key2 = Secondary), not a storage key.
+   */
+  readonly regenerations: {
+    account: string;
+    key: "key1" | "key2";
+    at: string;
+    outOfBand: boolean;
+    batch?: true;
+  }[];
+  /**
+   * Every container registry admin password regeneration, keyturn's and out-of-band ones, in order:
+   * tests count them as they count `regenerations` (the new values also go to `issuedKeys`).
+   */
+  readonly registryRegenerations: RegistryRegeneration[];
   /** A pending injected LRO failure for this operation name (e.g. "resyncKeys"), consumed if present. */
   takeLroFailure(operation: string): boolean;
   /**
@@ -37,6 +65,13 @@ export interface EmulatorContext {
    * stops). A task that throws is reported on stderr and otherwise ignored.
    */
   schedule(delayMs: number, task: () => Promise<void>): void;
+}
+
+export interface RegistryRegeneration {
+  registry: string;
+  password: "password" | "password2";
+  at: string;
+  outOfBand: boolean;
 }
 
 export interface ArmCall {

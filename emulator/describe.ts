@@ -1,5 +1,6 @@
 import { consumerHoldings, emulatorFingerprint, heldKeyName } from "./consumers";
 import type { Emulator } from "./index";
+import { livePasswordName, registryOf } from "./arm/registry";
 import { ARM_READ_LIMITS, ARM_WRITE_LIMITS, STORAGE_RP_LIMITS } from "./throttle";
 
 const DAY_MS = 86_400_000;
@@ -27,7 +28,7 @@ export function describeEmulator(emulator: Emulator): string {
     const age = (k: "key1" | "key2") => Math.floor((now - a.keys[k].creationTime.getTime()) / DAY_MS);
     const consumers = holdings.filter((h) => h.storageAccountId === a.id);
     lines.push(
-      `  ${a.name.padEnd(16)} ${a.resourceGroup.padEnd(16)} ${a.location.padEnd(11)} key1 ${emulatorFingerprint(a.keys.key1.value)} (${age("key1")}d)  key2 ${emulatorFingerprint(a.keys.key2.value)} (${age("key2")}d)${a.isHnsEnabled ? "  ADLS Gen2" : ""}${a.keyExpirationPeriodInDays ? `  key policy ${a.keyExpirationPeriodInDays}d` : ""}  ${consumers.length} consumers`,
+      `  ${a.name.padEnd(16)} ${a.resourceGroup.padEnd(16)} ${a.location.padEnd(11)} key1 ${emulatorFingerprint(a.keys.key1.value)} (${age("key1")}d)  key2 ${emulatorFingerprint(a.keys.key2.value)} (${age("key2")}d)${a.isHnsEnabled ? "  ADLS Gen2" : ""}${a.classic ? "  classic" : ""}${a.keyExpirationPeriodInDays ? `  key policy ${a.keyExpirationPeriodInDays}d` : ""}  ${consumers.length} consumers`,
     );
   }
   lines.push("");
@@ -54,6 +55,16 @@ export function describeEmulator(emulator: Emulator): string {
   }
   for (const v of estate.vaults.values()) {
     lines.push(`Key Vault ${v.name} at ${v.vaultUri}: secrets ${[...v.secrets.keys()].join(", ")}`);
+  }
+  for (const r of estate.registries.values()) {
+    const holders = [...estate.workspaces.values()].filter((ws) => registryOf(estate, ws) === r);
+    const held = holders.map((ws) => {
+      const name = ws.registryPassword && livePasswordName(r, ws.registryPassword.value);
+      return `${ws.name} holds ${name ?? (ws.registryPassword ? "a dead password" : "none")}`;
+    });
+    lines.push(
+      `Container registry ${r.name} at ${r.loginServer}: admin user ${r.adminUserEnabled ? "on" : "off"}, password ${emulatorFingerprint(r.passwords.password)}, password2 ${emulatorFingerprint(r.passwords.password2)}${held.length > 0 ? `; ${held.join(", ")}` : ""}`,
+    );
   }
   for (const r of estate.keyVaultReaders) {
     lines.push(`Key Vault reader ${r.name}: reads ${r.vaultName}/${r.secretName}`);

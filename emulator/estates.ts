@@ -1,21 +1,27 @@
 import { randomBytes } from "node:crypto";
 import {
   batchAccountId,
+  classicStorageAccountId,
   keyVaultId,
+  newRegistryPassword,
   newStorageKey,
   resourceKey,
   storageAccountId,
   workspaceId,
+  type ContainerRegistry,
   type Datastore,
   type DatastoreCredentials,
   type DatastoreType,
   type Estate,
+  type SasRecipe,
   type StorageAccount,
   type Workspace,
 } from "./model";
 
 export const EMULATOR_TENANT_ID = "72f988bf-0000-4000-8000-00000000e7e7";
 export const DEMO_SUBSCRIPTION_ID = "6f1c2a3b-4d5e-4f60-8a7b-9c0d1e2f3a4b";
+/** The demo estate's classic storage account (Microsoft.ClassicStorage). */
+export const CLASSIC_DEMO_ACCOUNT = "stmllegacy";
 const LOCATION = "westeurope";
 /**
  * The two regions a multi-subscription large estate alternates within each subscription, so the
@@ -86,6 +92,7 @@ function emptyEstate(): Estate {
     storageAccounts: new Map(),
     workspaces: new Map(),
     batchAccounts: new Map(),
+    registries: new Map(),
     vaults: new Map(),
     keyVaultReaders: [],
   };
@@ -177,6 +184,25 @@ function addWorkspace(
   return ws;
 }
 
+/** The workspace's container registry (named by its `containerRegistryId`), admin user on, the workspace holding `password`. */
+function addRegistry(estate: Estate, ws: Workspace, now: Date): ContainerRegistry {
+  const name = ws.containerRegistryId.slice(ws.containerRegistryId.lastIndexOf("/") + 1);
+  const registry: ContainerRegistry = {
+    id: ws.containerRegistryId,
+    subscriptionId: ws.subscriptionId,
+    resourceGroup: ws.resourceGroup,
+    name,
+    location: ws.location,
+    adminUserEnabled: true,
+    passwords: { password: newRegistryPassword(), password2: newRegistryPassword() },
+    createdAt: now,
+    loginServer: "",
+  };
+  estate.registries.set(resourceKey(registry.id), registry);
+  ws.registryPassword = { name: "password", value: registry.passwords.password };
+  return registry;
+}
+
 function accountKey(account: StorageAccount): DatastoreCredentials {
   return {
     credentialsType: "AccountKey",
@@ -217,10 +243,11 @@ function shortId(): string {
 }
 
 /**
- * The demo estate: three workspaces in two resource groups, five storage accounts (one shared by
+ * The demo estate: three workspaces in two resource groups, six storage accounts (one shared by
  * two workspaces, one ADLS Gen2, one without shared-key access that only an identity-based datastore
- * uses), AccountKey datastores of every type, one SAS and two identity-based datastores, a Batch
- * account with auto-storage and a Key Vault that publishes a key.
+ * uses, one classic), AccountKey datastores of every type, one SAS and two identity-based datastores, a Batch
+ * account with auto-storage and shared keys, and a Key Vault that publishes a storage key and the
+ * Batch account's primary key.
  */
 function demoEstate(now: Date): Estate {
   const estate = emptyEstate();
@@ -231,7 +258,11 @@ function demoEstate(now: Date): Estate {
     keyExpirationPeriodInDays: 90,
   });
   const research = addAccount(estate, sub, "rg-ml-research", "stmlresearch", 45, now);
-  const lake = addAccount(estate, sub, "rg-ml-research", "stmllake", 200, now, { isHnsEnabled: true });
+  // Its SAS policy allows 30 days: partner_drop's one-year SAS is a finding.
+  const lake = addAccount(estate, sub, "rg-ml-research", "stmllake", 200, now, {
+    isHnsEnabled: true,
+    sasExpirationPeriod: "30.00:00:00",
+  });
   const batch = addAccount(estate, sub, "rg-ml-prod", "stmlbatch", 60, now);
   // Entra ID only: its keys exist (ARM lists and regenerates them) but the data plane refuses them.
   const governed = addAccount(estate, sub, "rg-ml-research", "stmlgoverned", 150, now, {
@@ -241,27 +272,44 @@ function demoEstate(now: Date): Estate {
   const train = addWorkspace(estate, sub, "rg-ml-prod", "mlw-train", shared);
   const score = addWorkspace(estate, sub, "rg-ml-prod", "mlw-score", shared);
   const explore = addWorkspace(estate, sub, "rg-ml-research", "mlw-research", research);
+  // mlw-train's container registry, admin user on, the workspace holding `password` (seed 003).
+  addRegistry(estate, train, now);
 
   addDatastore(train, "curated_lake", "AzureDataLakeGen2", lake, "curated", accountKey(lake));
   addDatastore(explore, "raw_lake", "AzureDataLakeGen2", lake, "raw", accountKey(lake));
   addDatastore(score, "batch_outputs", "AzureBlob", batch, "outputs", accountKey(batch));
   addDatastore(explore, "shared_features", "AzureBlob", shared, "features", accountKey(shared));
-  addDatastore(explore, "partner_drop", "AzureBlob", lake, "partner", {
+  // The emulator signs SAS tokens when the data plane starts (emulator/sas.ts); until then "" stands in.
+  const sas = (recipe: SasRecipe): DatastoreCredentials => ({
     credentialsType: "Sas",
-    // The emulator signs SAS tokens when the data plane starts; until then this is a placeholder.
     secrets: { secretsType: "Sas", sasToken: "" },
+    recipe,
   });
+  addDatastore(explore, "partner_drop", "AzureBlob", lake, "partner", sas("account"));
+  addDatastore(score, "vendor_features", "AzureBlob", shared, "features", sas("container"));
+  addDatastore(explore, "delegated_drop", "AzureBlob", lake, "partner", sas("userDelegation"));
+  addDatastore(explore, "stale_drop", "AzureBlob", lake, "partner", sas("expired"));
   addDatastore(train, "identity_scratch", "AzureBlob", research, "scratch", { credentialsType: "None" });
   addDatastore(explore, "governed_features", "AzureBlob", governed, "features", { credentialsType: "None" });
 
+  // A classic account an estate migrated late still has (Microsoft.ClassicStorage; keys in Service
+  // Management, which records no creation times), behind one AccountKey datastore.
+  const legacy = addAccount(estate, sub, "rg-ml-research", CLASSIC_DEMO_ACCOUNT, 400, now, {
+    id: classicStorageAccountId(sub, "rg-ml-research", CLASSIC_DEMO_ACCOUNT),
+    classic: true,
+  });
+  addDatastore(explore, "legacy_archive", "AzureBlob", legacy, "archive", accountKey(legacy));
+
   const batchId = batchAccountId(sub, "rg-ml-prod", "batchmltrain");
+  const batchKeys = { primary: newStorageKey(), secondary: newStorageKey() };
   estate.batchAccounts.set(resourceKey(batchId), {
     id: batchId,
     subscriptionId: sub,
     resourceGroup: "rg-ml-prod",
     name: "batchmltrain",
     location: LOCATION,
-    keys: { primary: randomBytes(64).toString("base64"), secondary: randomBytes(64).toString("base64") },
+    keys: batchKeys,
+    allowedAuthenticationModes: ["SharedKey", "AAD", "TaskAuthenticationToken"],
     autoStorage: {
       storageAccountId: batch.id,
       authenticationMode: "StorageKeys",
@@ -286,6 +334,20 @@ function demoEstate(now: Date): Estate {
             version: randomBytes(16).toString("hex"),
             value: batch.keys.key1.value,
             tags: { "keyturn-storage-account": batch.id, "keyturn-key-name": "key1" },
+            enabled: true,
+            created: now,
+            updated: now,
+          },
+        ],
+      ],
+      [
+        // An app's copy of the Batch account's shared key (seed 004), kept current when batchKeys is on.
+        "batchmltrain-key",
+        [
+          {
+            version: randomBytes(16).toString("hex"),
+            value: batchKeys.primary,
+            tags: { "keyturn-batch-account": batchId, "keyturn-key-name": "key1" },
             enabled: true,
             created: now,
             updated: now,

@@ -113,7 +113,18 @@ export class Faults {
 
   /** The first matching ARM request fault (not LRO failures, not Key Vault rules), consumed once. */
   take(info: FaultRequestInfo): FaultAction | undefined {
-    return this.consume((r) => r.action.type !== "failLro" && !isVaultRule(r) && matches(r, info));
+    return this.consume(
+      (r) =>
+        r.action.type !== "failLro" && !isVaultRule(r) && !isServiceManagementRule(r) && matches(r, info),
+    );
+  }
+
+  /**
+   * The first matching fault for a Service Management call (classic accounts' keys): only rules naming
+   * a "storageServices" operation reach it, so an ARM rule never strikes it.
+   */
+  takeServiceManagement(info: FaultRequestInfo): FaultAction | undefined {
+    return this.consume((r) => r.action.type !== "failLro" && isServiceManagementRule(r) && matches(r, info));
   }
 
   /** The first matching fault for a Key Vault data-plane call (`info.operation` "keyVault.*"), consumed once. */
@@ -158,6 +169,16 @@ export function vaultOperationOf(method: string, segments: string[]): string {
       ? "keyVault.listSecrets"
       : "keyVault.getSecret";
   return "keyVault.other";
+}
+
+/** Service Management's operations: "storageServices.getKeys", "storageServices.regenerateKeys". */
+const SERVICE_MANAGEMENT_FAMILY = "storageservices";
+
+function isServiceManagementRule(rule: FaultRule): boolean {
+  const operation = rule.operation?.toLowerCase();
+  return (
+    operation === SERVICE_MANAGEMENT_FAMILY || operation?.startsWith(`${SERVICE_MANAGEMENT_FAMILY}.`) === true
+  );
 }
 
 function isVaultRule(rule: FaultRule): boolean {

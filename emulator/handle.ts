@@ -2,6 +2,7 @@
  * The running emulator as its callers hold it (what `startEmulator` returns), apart from index.ts so
  * that modules index.ts wires up (admin routes) can name it without importing index.ts back.
  */
+import type { RegistryLogEntry } from "./arm/registry";
 import type { ConsumerJobs, OutageLog } from "./consumers";
 import type { EmulatorContext } from "./context";
 import type { Faults } from "./faults";
@@ -19,6 +20,8 @@ export interface ConnectionInfo {
   subscriptionIds: string[];
   caCertFile: string;
   adminEndpoint: string;
+  /** Service Management (classic storage accounts' keys): its own listener, like management.core.windows.net. */
+  serviceManagementEndpoint: string;
   vaults: Record<string, string>;
 }
 
@@ -39,6 +42,8 @@ export interface Emulator {
   throttled: ThrottleCounts;
   /** Every Key Vault data-plane call, with the data action it needed. */
   vaultLog: RequestLogEntry[];
+  /** Every container registry data-plane call (`/v2/`), with its answer; never the credentials. */
+  registryLog: RegistryLogEntry[];
   /** Adds a principal with the given role at the given scope (default: every subscription). */
   addPrincipal(displayName: string, role: RoleDefinition, scope?: string): Principal;
   stop(): Promise<void>;

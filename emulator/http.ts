@@ -1,4 +1,5 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
+import type { Server } from "node:net";
 
 /** An error that the emulator answers with Azure's error body `{error:{code,message}}`. */
 export class AzureError extends Error {
@@ -190,4 +191,15 @@ function matchParts(parts: CompiledRoute["parts"], segments: string[]): Record<s
     }
   }
   return params;
+}
+
+/** Listens on 127.0.0.1 (port 0: a free one) and resolves once listening, or rejects on an error. */
+export function listen(server: Server, port: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(port, "127.0.0.1", () => {
+      server.off("error", reject);
+      resolve();
+    });
+  });
 }

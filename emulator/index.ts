@@ -7,7 +7,16 @@ import { join } from "node:path";
 import { randomUUID } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import { generate } from "selfsigned";
-import { AzureError, Router, errorResponse, readRequest, send, type Request, type Response } from "./http";
+import {
+  AzureError,
+  Router,
+  errorResponse,
+  listen,
+  readRequest,
+  send,
+  type Request,
+  type Response,
+} from "./http";
 import { ARM_AUDIENCES, Identity, VAULT_AUDIENCE, type Principal } from "./identity";
 import { Rbac, loadRoleDefinition } from "./rbac";
 import {
@@ -27,10 +36,18 @@ import { startDataPlane, type DataPlane } from "./dataplane";
 import { ConsumerJobs, OutageLog } from "./consumers";
 import type { ArmRoute, EmulatorContext, EmulatorSettings, ProviderName } from "./context";
 import { storageRoutes } from "./arm/storage";
+import { CLASSIC_STORAGE_API_VERSIONS, classicRoutes } from "./arm/classic";
+import {
+  serviceManagementError,
+  serviceManagementService,
+  type ServiceManagementCall,
+} from "./servicemanagement";
 import { batchRoutes } from "./arm/batch";
+import { registryRoutes, startRegistryServer, type RegistryLogEntry } from "./arm/registry";
 import { mlRoutes } from "./arm/ml";
 import { subscriptionRoutes } from "./arm/subscriptions";
 import { vaultHandler } from "./keyvault";
+import { startBatchDataPlane } from "./batchdata";
 import { adminRoutes, mergeSettings } from "./admin";
 import { signSasDatastores } from "./sas";
 import { cloudMetadata, instanceDiscovery } from "./cloud";
@@ -61,6 +78,7 @@ export const API_VERSIONS: Record<ProviderName, string[]> = {
     "2025-06-01",
     "2025-08-01",
   ],
+  "Microsoft.ClassicStorage": CLASSIC_STORAGE_API_VERSIONS,
   "Microsoft.MachineLearningServices": [
     "2021-07-01",
     "2022-05-01",
@@ -80,6 +98,15 @@ export const API_VERSIONS: Record<ProviderName, string[]> = {
     "2023-11-01",
     "2024-02-01",
     "2024-07-01",
+  ],
+  "Microsoft.ContainerRegistry": [
+    "2019-05-01",
+    "2021-09-01",
+    "2022-12-01",
+    "2023-07-01",
+    "2023-11-01-preview",
+    "2025-04-01",
+    "2025-11-01",
   ],
   subscriptions: [
     "2016-06-01",
@@ -107,6 +134,7 @@ export interface EmulatorOptions {
 export const DEFAULT_SETTINGS: EmulatorSettings = {
   resyncPolicy: "key1",
   batchSyncPolicy: "consumers",
+  registryResyncPick: "password",
   resyncPolls: 1,
   lroRetryAfterSeconds: 0,
   latency: "off",
@@ -168,6 +196,7 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
   const storageRpThrottle = new StorageRpThrottle();
   const requestLog: RequestLogEntry[] = [];
   const vaultLog: RequestLogEntry[] = [];
+  const registryLog: RegistryLogEntry[] = [];
 
   // Timed behaviour (key propagation, consumer key caches, workspace auto-sync): timers that keep no
   // process alive, all cleared by stop(), which also waits for a task already running.
@@ -227,14 +256,26 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
     takeLroFailure: (operation) => faults.takeLroFailure(operation),
     schedule,
     regenerations: [],
+    registryRegenerations: [],
     // A KeyLedger also appends each key's digest to KEYTURN_KEY_LEDGER when set (the whole-run secret scan).
-    issuedKeys: new KeyLedger(accountsOf(estate).flatMap((a) => [a.key1, a.key2])),
+    issuedKeys: new KeyLedger([
+      ...accountsOf(estate).flatMap((a) => [a.key1, a.key2]),
+      ...[...estate.batchAccounts.values()].flatMap((b) => [b.keys.primary, b.keys.secondary]),
+      ...[...estate.registries.values()].flatMap((r) => [r.passwords.password, r.passwords.password2]),
+    ]),
   };
   await prepareContainers(estate, dataPlane);
-  await signSasDatastores(estate);
+  await signSasDatastores(estate, ctx.issuedKeys);
   const jobs = new ConsumerJobs(estate, dataPlane, outages, now);
 
-  const armRoutes = [storageRoutes, mlRoutes, batchRoutes, subscriptionRoutes].flatMap((m) => m(ctx));
+  const armRoutes = [
+    storageRoutes,
+    classicRoutes,
+    mlRoutes,
+    batchRoutes,
+    registryRoutes,
+    subscriptionRoutes,
+  ].flatMap((m) => m(ctx));
   const arm = new Router();
   for (const route of armRoutes) arm.add(route.method, route.pattern, () => ({ status: 500 }));
   const byPattern = new Map(armRoutes.map((r) => [`${r.method} ${r.pattern}`, r]));
@@ -257,6 +298,7 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
     requestLog,
     throttled: emptyThrottleCounts(),
     vaultLog,
+    registryLog,
     addPrincipal(displayName, roleDefinition, scope) {
       const principal = identity.addPrincipal(displayName);
       if (!rbac.roles.has(roleDefinition.Name.toLowerCase())) rbac.addRole(roleDefinition);
@@ -502,6 +544,69 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
   const vaultServers: Server[] = [];
   for (const vault of estate.vaults.values())
     vaultServers.push(await startVault(ctx, vault, tls, () => origin, track, vaultLog, faults));
+  // Each Batch account's data plane, where a shared key is proven by using it (emulator/batchdata.ts).
+  const batchServers: Server[] = [];
+  for (const batch of estate.batchAccounts.values())
+    batchServers.push(await startBatchDataPlane(ctx, batch, tls, track));
+  // Each container registry's data plane (`/v2/`) on its own listener: its loginServer.
+  const registryServers: Server[] = [];
+  for (const registry of estate.registries.values())
+    registryServers.push(await startRegistryServer(registry, tls, track, registryLog, now));
+
+  // Service Management (classic accounts' keys) on its own listener, as management.core.windows.net is.
+  let serviceManagementOrigin = "";
+  const serviceManagement = serviceManagementService(ctx, () => serviceManagementOrigin);
+  const serviceManagementServer = track(
+    createServer({ key: tls.key, cert: tls.cert }, (incoming, res) => {
+      const requestId = randomUUID();
+      const arrived = now();
+      const call: ServiceManagementCall = {};
+      readRequest(incoming)
+        .then(async (req) => {
+          const route = serviceManagement.route(req);
+          const info = {
+            method: req.method,
+            path: req.url.pathname,
+            operation: typeof route === "object" ? route.operation : "storageServices.unknown",
+          };
+          let fault = faults.takeServiceManagement(info);
+          if (fault?.type === "hold") {
+            await faults.hold(info);
+            fault = undefined;
+          }
+          let response: Response;
+          if (fault && !strikesAfter(fault)) {
+            response = (await applyFault(fault, res, requestId)) ?? { status: 0 };
+          } else {
+            response = await serviceManagement
+              .serve(req, call)
+              .catch((e: unknown) => serviceManagementError(e instanceof AzureError ? e : internalError(e)));
+            // Struck after the work: the key was regenerated, its answer is lost.
+            if (fault) response = (await applyFault(fault, res, requestId)) ?? { status: 0 };
+          }
+          appendBounded(requestLog, {
+            at: arrived.toISOString(),
+            method: req.method,
+            path: req.url.pathname,
+            operation: info.operation,
+            status: response.status,
+            durationMs: now().getTime() - arrived.getTime(),
+            clientId: call.principal?.clientId,
+            ...(typeof route === "object" ? { action: route.action } : {}),
+          });
+          return response;
+        })
+        .then(
+          (response) => {
+            if (response.status !== 0) send(res, response, requestId); // 0: a fault handled the socket
+          },
+          (e: unknown) =>
+            send(res, serviceManagementError(e instanceof AzureError ? e : internalError(e)), requestId),
+        );
+    }),
+  );
+  await listen(serviceManagementServer, 0);
+  serviceManagementOrigin = `https://127.0.0.1:${(serviceManagementServer.address() as { port: number }).port}`;
 
   if (options.consumerJobsIntervalMs !== undefined) jobs.start(options.consumerJobsIntervalMs);
 
@@ -514,6 +619,7 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
     subscriptionIds: [...estate.subscriptions.values()].map((s) => s.subscriptionId),
     caCertFile,
     adminEndpoint: `${origin}/_admin`,
+    serviceManagementEndpoint: serviceManagementOrigin,
     vaults: Object.fromEntries([...estate.vaults.values()].map((v) => [v.name, v.vaultUri])),
   };
   outages.evaluate("start");
@@ -526,7 +632,11 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
     await jobs.stop();
     await Promise.allSettled([...running]);
     for (const socket of sockets) socket.destroy();
-    await Promise.all([server, ...vaultServers].map((s) => new Promise<void>((r) => s.close(() => r()))));
+    await Promise.all(
+      [server, serviceManagementServer, ...vaultServers, ...batchServers, ...registryServers].map(
+        (s) => new Promise<void>((r) => s.close(() => r())),
+      ),
+    );
     await dataPlane.stop();
     rmSync(dir, { recursive: true, force: true });
   };
@@ -620,7 +730,13 @@ function checkApiVersion(route: ArmRoute, apiVersion: string, segments: string[]
 function unknownArmPath(segments: string[]): AzureError {
   const i = segments.findIndex((s) => s.toLowerCase() === "providers");
   const namespace = i >= 0 ? segments[i + 1] : undefined;
-  const known = ["microsoft.storage", "microsoft.machinelearningservices", "microsoft.batch"];
+  const known = [
+    "microsoft.storage",
+    "microsoft.classicstorage",
+    "microsoft.machinelearningservices",
+    "microsoft.batch",
+    "microsoft.containerregistry",
+  ];
   if (namespace && !known.includes(namespace.toLowerCase())) {
     return new AzureError(
       400,
@@ -768,16 +884,6 @@ async function startVault(
   await listen(server, 0);
   vault.vaultUri = `https://127.0.0.1:${(server.address() as { port: number }).port}/`;
   return server;
-}
-
-function listen(server: Server, port: number): Promise<void> {
-  return new Promise((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(port, "127.0.0.1", () => {
-      server.off("error", reject);
-      resolve();
-    });
-  });
 }
 
 async function makeCertificate(): Promise<{ key: string; cert: string }> {

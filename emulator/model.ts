@@ -29,16 +29,37 @@ export interface StorageAccount {
   tags: Record<string, string>;
   isHnsEnabled: boolean;
   keyExpirationPeriodInDays?: number;
+  /** `sasPolicy.sasExpirationPeriod` ("d.hh:mm:ss"): the longest a SAS should be valid (expirationAction Log). */
+  sasExpirationPeriod?: string;
   /** false: the data plane refuses both keys (Entra ID only); ARM still lists and regenerates them. */
   allowSharedKeyAccess: boolean;
+  /**
+   * A classic account (`Microsoft.ClassicStorage/storageAccounts`, its id says so): ARM lists it under that
+   * namespace only, Service Management serves its keys (Primary = key1, Secondary = key2), and the data
+   * plane, datastores and consumers treat it like any other account.
+   */
+  classic?: true;
   keys: Record<KeyName, StorageKey>;
 }
 
 export type DatastoreType = "AzureBlob" | "AzureFile" | "AzureDataLakeGen2";
 
+/**
+ * The SAS the emulator signs for a SAS datastore when its data plane starts (emulator/sas.ts):
+ * - `account`, `container`: signed with key1; re-signable.
+ * - `userDelegation`: shaped like a user delegation SAS (`skoid`…): no account key signed it.
+ * - `expired`: an account SAS signed with key1 whose expiry has passed.
+ */
+export type SasRecipe = "account" | "container" | "userDelegation" | "expired";
+
 export type DatastoreCredentials =
   | { credentialsType: "AccountKey"; secrets: { secretsType: "AccountKey"; key: string } }
-  | { credentialsType: "Sas"; secrets: { secretsType: "Sas"; sasToken: string } }
+  | {
+      credentialsType: "Sas";
+      secrets: { secretsType: "Sas"; sasToken: string };
+      /** With an empty token: the SAS the emulator signs when its data plane starts (emulator/sas.ts). */
+      recipe?: SasRecipe;
+    }
   | { credentialsType: "None" };
 
 export interface Datastore {
@@ -70,6 +91,12 @@ export interface Workspace {
   containerRegistryId: string;
   /** The storage key the workspace itself holds (listKeys().userStorageKey); set by a resync. */
   userStorageKey: string;
+  /**
+   * The container registry admin password the workspace holds (listKeys().containerRegistryCredentials),
+   * by the name it had when the workspace took it; set by a resync (`registryResyncPick`). Undefined:
+   * none (its registry is not in the estate).
+   */
+  registryPassword?: { name: RegistryPasswordName; value: string };
   /** Datastores by lower-cased name, in creation order. */
   datastores: Map<string, Datastore>;
 }
@@ -80,7 +107,18 @@ export interface BatchAccount {
   resourceGroup: string;
   name: string;
   location: string;
+  /** The account's shared keys (Batch names them Primary and Secondary; keyturn key1 and key2). */
   keys: { primary: string; secondary: string };
+  /**
+   * How the Batch data plane may be signed in to. Without `SharedKey`, ARM refuses to list or
+   * regenerate the keys and the data plane refuses every SharedKey request ("Entra ID only").
+   */
+  allowedAuthenticationModes: BatchAuthenticationMode[];
+  /**
+   * The account's data plane, as ARM reports it (`host:port`, no scheme, like Azure's
+   * `{name}.{region}.batch.azure.com`): set when the emulator's Batch data plane for it starts.
+   */
+  accountEndpoint?: string;
   autoStorage?: {
     storageAccountId: string;
     authenticationMode: "StorageKeys" | "BatchAccountManagedIdentity";
@@ -88,6 +126,25 @@ export interface BatchAccount {
     /** The storage key Batch holds for auto-storage; set by syncAutoStorageKeys. */
     heldKey: string;
   };
+}
+
+export type BatchAuthenticationMode = "SharedKey" | "AAD" | "TaskAuthenticationToken";
+
+export type RegistryPasswordName = "password" | "password2";
+
+/** A container registry (Microsoft.ContainerRegistry/registries) and its admin user's two passwords. */
+export interface ContainerRegistry {
+  id: string;
+  subscriptionId: string;
+  resourceGroup: string;
+  name: string;
+  location: string;
+  /** false: ARM refuses the credential operations and the registry refuses the admin user. */
+  adminUserEnabled: boolean;
+  passwords: Record<RegistryPasswordName, string>;
+  createdAt: Date;
+  /** Set when the registry's HTTPS listener starts: `127.0.0.1:{port}` (Azure's `{name}.azurecr.io`). */
+  loginServer: string;
 }
 
 export interface SecretVersion {
@@ -132,6 +189,7 @@ export interface Estate {
   storageAccounts: Map<string, StorageAccount>;
   workspaces: Map<string, Workspace>;
   batchAccounts: Map<string, BatchAccount>;
+  registries: Map<string, ContainerRegistry>;
   vaults: Map<string, KeyVault>;
   keyVaultReaders: KeyVaultReader[];
 }
@@ -150,12 +208,28 @@ export function storageAccountId(subscriptionId: string, resourceGroup: string, 
   return `/subscriptions/${subscriptionId}/resourceGroups/${resourceGroup}/providers/Microsoft.Storage/storageAccounts/${name}`;
 }
 
+export function classicStorageAccountId(subscriptionId: string, resourceGroup: string, name: string): string {
+  return `/subscriptions/${subscriptionId}/resourceGroups/${resourceGroup}/providers/Microsoft.ClassicStorage/storageAccounts/${name}`;
+}
+
 export function workspaceId(subscriptionId: string, resourceGroup: string, name: string): string {
   return `/subscriptions/${subscriptionId}/resourceGroups/${resourceGroup}/providers/Microsoft.MachineLearningServices/workspaces/${name}`;
 }
 
 export function batchAccountId(subscriptionId: string, resourceGroup: string, name: string): string {
   return `/subscriptions/${subscriptionId}/resourceGroups/${resourceGroup}/providers/Microsoft.Batch/batchAccounts/${name}`;
+}
+
+export function registryId(subscriptionId: string, resourceGroup: string, name: string): string {
+  return `/subscriptions/${subscriptionId}/resourceGroups/${resourceGroup}/providers/Microsoft.ContainerRegistry/registries/${name}`;
+}
+
+/**
+ * A new registry admin password in Azure's form: 52 base64 characters with `+ACR` inside (as
+ * `XCzd…Km+ACRBYty1E`), so the whole-run secret scan finds one as it finds a storage key.
+ */
+export function newRegistryPassword(): string {
+  return `${randomBytes(30).toString("base64")}+ACR${randomBytes(6).toString("base64")}`;
 }
 
 export function keyVaultId(subscriptionId: string, resourceGroup: string, name: string): string {

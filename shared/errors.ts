@@ -54,6 +54,8 @@ function expectedShape(expected: string): string {
   switch (expected) {
     case "storage account":
       return "/subscriptions/{id}/resourceGroups/{group}/providers/Microsoft.Storage/storageAccounts/{name}";
+    case "classic storage account":
+      return "/subscriptions/{id}/resourceGroups/{group}/providers/Microsoft.ClassicStorage/storageAccounts/{name}";
     case "workspace":
       return "/subscriptions/{id}/resourceGroups/{group}/providers/Microsoft.MachineLearningServices/workspaces/{name}";
     case "datastore":

@@ -30,6 +30,9 @@ export function storageAccountBody(ctx: EmulatorContext, account: StorageAccount
       ...(account.keyExpirationPeriodInDays !== undefined
         ? { keyPolicy: { keyExpirationPeriodInDays: account.keyExpirationPeriodInDays } }
         : {}),
+      ...(account.sasExpirationPeriod !== undefined
+        ? { sasPolicy: { sasExpirationPeriod: account.sasExpirationPeriod, expirationAction: "Log" } }
+        : {}),
       primaryEndpoints: {
         blob,
         // Azurite serves ADLS Gen2 accounts through the blob endpoint; there is no dfs or file service.
@@ -128,6 +131,8 @@ export const storageRoutes: RouteModule = (ctx) => {
       resourceKey(storageAccountId(p.subscriptionId ?? "", p.resourceGroupName ?? "", p.accountName ?? "")),
     )?.location;
   const listing = { kind: "list", region: () => LIST_REGION } as const;
+  // Classic accounts live under Microsoft.ClassicStorage (arm/classic.ts): never listed or served here.
+  const armAccounts = () => [...ctx.estate.storageAccounts.values()].filter((a) => !a.classic);
   const find = (p: Record<string, string>): StorageAccount =>
     getResource(
       ctx.estate.storageAccounts,
@@ -153,7 +158,7 @@ export const storageRoutes: RouteModule = (ctx) => {
       kind: "read",
       storageRp: listing,
       operation: "storageAccounts.list",
-      handler: (req, p) => list(req, filterByGroup(ctx.estate.storageAccounts.values(), p.subscriptionId!)),
+      handler: (req, p) => list(req, filterByGroup(armAccounts(), p.subscriptionId!)),
     },
     {
       method: "GET",
@@ -164,8 +169,7 @@ export const storageRoutes: RouteModule = (ctx) => {
       kind: "read",
       storageRp: listing,
       operation: "storageAccounts.listByResourceGroup",
-      handler: (req, p) =>
-        list(req, filterByGroup(ctx.estate.storageAccounts.values(), p.subscriptionId!, p.resourceGroupName)),
+      handler: (req, p) => list(req, filterByGroup(armAccounts(), p.subscriptionId!, p.resourceGroupName)),
     },
     {
       method: "GET",

@@ -99,10 +99,14 @@ export interface SnapshotAccountInput {
    * is made from keys no other rotation can change meanwhile, at no extra ARM call.
    */
   lock?: { rotationId: string; holdSeconds: number };
+  /** Consumers whose held key only the account's keys can tell (`heldKnownAtSnapshot`, e.g. a SAS's signing key). */
+  observe?: Consumer[];
 }
 export interface SnapshotAccountOutput extends Metered {
   account: StorageAccountSnapshot;
   lock?: AccountLockOutcome;
+  /** For `observe`: the fingerprint of the key each consumer holds, where it holds one of the account's. */
+  held?: Record<string, Fingerprint>;
 }
 
 /**
@@ -126,6 +130,8 @@ export type AccountLockOutcome =
       tookOverFrom?: string;
       /** Why no lock could be taken, when the account has no blob service to hold one. */
       unlocked?: string;
+      /** When the last rotation the lock records regenerated both keys and let go. */
+      lastRotatedAt?: string;
     }
   | { acquired: false; holder: string; since?: string; expiresAt?: string };
 export type LockAccountOutput = Metered & AccountLockOutcome;

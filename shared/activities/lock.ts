@@ -42,6 +42,7 @@ export async function takeLock(
   return {
     acquired: true,
     expiresAt: new Date(Date.now() + hold).toISOString(),
+    ...(outcome.before.last ? { lastRotatedAt: outcome.before.last.finishedAt } : {}),
     ...(outcome.tookOverFrom !== undefined ? { tookOverFrom: outcome.tookOverFrom } : {}),
   };
 }
@@ -73,14 +74,36 @@ export async function holdLock(
   await lock?.run((site) => deps.azure.locks.hold(site, input.rotationId, holdMs(deps, input.holdSeconds)));
 }
 
-/** Lets the account lock go; with an activity's reader, at no extra ARM call. */
+/**
+ * Lets the account lock go; with an activity's reader, at no extra ARM call. `rotated`: both keys were
+ * regenerated, and the lock records when (the keys' age where Azure records none).
+ */
 export async function releaseLock(
   deps: ActivityDeps,
   input: { accountId: string; rotationId: string; key: KeyName },
   reader?: KeyReader,
+  rotated = false,
 ): Promise<void> {
   const lock = await openLock(deps, input.accountId, input.key, reader);
-  await lock?.run((site) => deps.azure.locks.release(site, input.rotationId));
+  await lock?.run((site) => deps.azure.locks.release(site, input.rotationId, rotated));
+}
+
+/**
+ * When the last rotation recorded in the account's lock finished, for a plan (which takes no lock) of an
+ * account whose keys Azure records no creation time of. Undefined when none is recorded or the lock
+ * cannot be read: the keys' age is then unknown, as before.
+ */
+export async function lastRotatedAt(
+  account: AccountSite,
+  reader: KeyReader,
+  deps: ActivityDeps,
+): Promise<string | undefined> {
+  const lock = openLockOn(account, "key1", reader);
+  try {
+    return (await lock?.run((site) => deps.azure.locks.read(site)))?.last?.finishedAt;
+  } catch {
+    return undefined;
+  }
 }
 
 function holdMs(deps: ActivityDeps, holdSeconds: number): number {

@@ -9,9 +9,12 @@ export interface Operation {
   name: string;
   /** The ARM action or Key Vault data action the call needs. */
   action: string;
-  service: "arm" | "keyVault";
+  /** `serviceManagement`: the classic API behind classic storage accounts' keys (RBAC-checked like ARM). */
+  service: "arm" | "serviceManagement" | "keyVault" | "containerRegistry";
   /** What the call is about, for "… was not found". */
   resource: string;
+  /** The role file that grants `action`, when not keyturn's main one (ROLE_FILE): a 403 names it. */
+  roleFile?: string;
 }
 
 const arm = (name: string, action: string, resource: string): Operation => ({
@@ -19,6 +22,14 @@ const arm = (name: string, action: string, resource: string): Operation => ({
   action,
   service: "arm",
   resource,
+});
+
+/** The role file that grants the container registry actions (assigned only when the feature is on). */
+export const REGISTRY_ROLE_FILE = "infra/keyturn-registry-role.json";
+
+const registryOp = (name: string, action: string): Operation => ({
+  ...arm(name, action, "container registry"),
+  roleFile: REGISTRY_ROLE_FILE,
 });
 
 export const OPERATIONS = {
@@ -38,6 +49,28 @@ export const OPERATIONS = {
     "Microsoft.Storage/storageAccounts/regeneratekey/action",
     "storage account",
   ),
+  listClassicStorageAccounts: arm(
+    "classicStorageAccounts.list",
+    "Microsoft.ClassicStorage/storageAccounts/read",
+    "subscription",
+  ),
+  getClassicStorageAccount: arm(
+    "classicStorageAccounts.get",
+    "Microsoft.ClassicStorage/storageAccounts/read",
+    "classic storage account",
+  ),
+  listClassicStorageKeys: {
+    name: "storageServices.getKeys",
+    action: "Microsoft.ClassicStorage/storageAccounts/listKeys/action",
+    service: "serviceManagement",
+    resource: "classic storage account",
+  },
+  regenerateClassicStorageKey: {
+    name: "storageServices.regenerateKeys",
+    action: "Microsoft.ClassicStorage/storageAccounts/regenerateKey/action",
+    service: "serviceManagement",
+    resource: "classic storage account",
+  },
   listWorkspaces: arm(
     "workspaces.listBySubscription",
     "Microsoft.MachineLearningServices/workspaces/read",
@@ -81,6 +114,35 @@ export const OPERATIONS = {
     "Microsoft.Batch/batchAccounts/syncAutoStorageKeys/action",
     "Batch account",
   ),
+  // Batch account shared keys (opt-in, KEYTURN_BATCH_KEYS): granted by the second role file only.
+  getBatchKeys: {
+    ...arm("batchAccounts.getKeys", "Microsoft.Batch/batchAccounts/listkeys/action", "Batch account"),
+    roleFile: "infra/keyturn-batch-role.json",
+  },
+  regenerateBatchKey: {
+    ...arm(
+      "batchAccounts.regenerateKey",
+      "Microsoft.Batch/batchAccounts/regeneratekeys/action",
+      "Batch account",
+    ),
+    roleFile: "infra/keyturn-batch-role.json",
+  },
+  // Container registry admin passwords (opt-in, --registry-passwords): granted by their own role file.
+  getRegistry: registryOp("registries.get", "Microsoft.ContainerRegistry/registries/read"),
+  listRegistryCredentials: registryOp(
+    "registries.listCredentials",
+    "Microsoft.ContainerRegistry/registries/listCredentials/action",
+  ),
+  regenerateRegistryCredential: registryOp(
+    "registries.regenerateCredential",
+    "Microsoft.ContainerRegistry/registries/regenerateCredential/action",
+  ),
+  probeRegistry: {
+    name: "registry.v2",
+    action: "(none: the registry's admin user signs in with basic auth)",
+    service: "containerRegistry",
+    resource: "container registry",
+  },
   listSubscriptions: arm("subscriptions.list", "(any role assignment in the subscription)", "tenant"),
   getSecret: {
     name: "secrets.getSecret",
@@ -163,7 +225,8 @@ export function toAzureCallError(
   } else if (statusCode === undefined) {
     retryable = true;
     message = `${on} failed: no answer from ${hostOf(err.request?.url) ?? "Azure"} (${code ?? (name || "network error")}): check network access to the endpoint and retry`;
-  } else if (statusCode === 401) {
+  } else if (statusCode === 401 || (statusCode === 403 && code === "AuthenticationFailed")) {
+    // Service Management answers a token it does not accept with 403 AuthenticationFailed, not 401.
     message = `${on} failed (${status}): the credential was refused: check the identity's tenant, client id and secret, or the managed identity`;
   } else if (statusCode === 403) {
     message = forbidden(on, status, operation, resourceId, fullMessage);
@@ -214,7 +277,7 @@ function forbidden(
   const named = /action '([^']+)' over scope '([^']+)'/i.exec(azureMessage);
   const action = named?.[1] ?? operation.action;
   const scope = named?.[2] ?? resourceId;
-  return `${on} failed (${status}): the identity lacks ${action} on ${scope}: assign the keyturn role (${ROLE_FILE})`;
+  return `${on} failed (${status}): the identity lacks ${action} on ${scope}: assign the keyturn role (${operation.roleFile ?? ROLE_FILE})`;
 }
 
 function shorten(text: string): string {

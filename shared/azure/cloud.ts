@@ -20,6 +20,30 @@ export interface CloudProfile {
   tlsCa?: string;
   /** Every ARM HTTP request made with this profile's clients, retries included. */
   armCalls: ArmCallCounter;
+  /**
+   * Service Management's base URL (classic storage accounts' keys), without a trailing slash. Undefined:
+   * unknown for this cloud, and a classic account's keys fail naming KEYTURN_SERVICE_MANAGEMENT_ENDPOINT.
+   */
+  serviceManagementEndpoint?: string;
+  /** The token scope for Service Management when it is not its endpoint's (the emulator's: Azure's public one). */
+  serviceManagementScope?: string;
+}
+
+export const PUBLIC_SERVICE_MANAGEMENT_ENDPOINT = "https://management.core.windows.net";
+
+/**
+ * Service Management of the sovereign clouds, by their ARM endpoint (as the Azure CLI's cloud definitions
+ * pair them); a cloud not listed here (Azure Stack Hub) has none unless KEYTURN_SERVICE_MANAGEMENT_ENDPOINT names it.
+ */
+export const SERVICE_MANAGEMENT_BY_ARM: Readonly<Record<string, string>> = {
+  "https://management.azure.com": PUBLIC_SERVICE_MANAGEMENT_ENDPOINT,
+  "https://management.usgovcloudapi.net": "https://management.core.usgovcloudapi.net",
+  "https://management.chinacloudapi.cn": "https://management.core.chinacloudapi.cn",
+};
+
+/** The token scope for Service Management: its own endpoint is the audience (`https://management.core.windows.net/`). */
+export function serviceManagementScope(endpoint: string): string {
+  return `${endpoint}/.default`;
 }
 
 export const PUBLIC_ARM_ENDPOINT = "https://management.azure.com";
@@ -30,6 +54,7 @@ export const SETTINGS = {
   armEndpoint: "KEYTURN_ARM_ENDPOINT",
   authorityHost: "KEYTURN_AUTHORITY_HOST",
   armScope: "KEYTURN_ARM_SCOPE",
+  serviceManagementEndpoint: "KEYTURN_SERVICE_MANAGEMENT_ENDPOINT",
 } as const;
 
 export interface LoadCloudProfileOptions {
@@ -50,6 +75,11 @@ export function loadCloudProfile(options: LoadCloudProfileOptions = {}): CloudPr
   const armEndpoint = nonEmpty(env[SETTINGS.armEndpoint]);
   const authorityHost = nonEmpty(env[SETTINGS.authorityHost]);
   const armScope = nonEmpty(env[SETTINGS.armScope]);
+  const serviceManagement = nonEmpty(env[SETTINGS.serviceManagementEndpoint]);
+  const serviceManagementEndpoint =
+    serviceManagement !== undefined
+      ? httpsUrl(SETTINGS.serviceManagementEndpoint, serviceManagement)
+      : SERVICE_MANAGEMENT_BY_ARM[trimSlash(armEndpoint ?? PUBLIC_ARM_ENDPOINT).toLowerCase()];
   if (armEndpoint === undefined) {
     if (authorityHost !== undefined || armScope !== undefined) {
       const setting = authorityHost !== undefined ? SETTINGS.authorityHost : SETTINGS.armScope;
@@ -64,6 +94,7 @@ export function loadCloudProfile(options: LoadCloudProfileOptions = {}): CloudPr
       armScope: PUBLIC_ARM_SCOPE,
       credential: new DefaultAzureCredential(),
       armCalls: new ArmCallCounter(),
+      ...(serviceManagementEndpoint !== undefined ? { serviceManagementEndpoint } : {}),
     };
   }
 
@@ -84,6 +115,7 @@ export function loadCloudProfile(options: LoadCloudProfileOptions = {}): CloudPr
     armScope: armScope !== undefined ? scopeOf(SETTINGS.armScope, armScope) : `${endpoint}/.default`,
     credential: new DefaultAzureCredential({ authorityHost: httpsUrl(authoritySetting, authority) }),
     armCalls: new ArmCallCounter(),
+    ...(serviceManagementEndpoint !== undefined ? { serviceManagementEndpoint } : {}),
   };
 }
 
@@ -97,6 +129,8 @@ const connectionSchema = z.object({
   clientSecret: z.string().min(1),
   subscriptionIds: z.array(z.string().min(1)).min(1),
   caCertFile: z.string().min(1),
+  /** Absent in connection files written before classic storage accounts: their keys are then unreachable. */
+  serviceManagementEndpoint: httpsString.optional(),
 });
 
 function emulatorProfile(file: string): CloudProfile {
@@ -143,6 +177,13 @@ function emulatorProfile(file: string): CloudProfile {
     subscriptionIds: c.subscriptionIds,
     tlsCa,
     armCalls: new ArmCallCounter(),
+    ...(c.serviceManagementEndpoint !== undefined
+      ? {
+          serviceManagementEndpoint: trimSlash(c.serviceManagementEndpoint),
+          // Like ARM's, the emulator's tokens are for the public cloud's audience.
+          serviceManagementScope: serviceManagementScope(PUBLIC_SERVICE_MANAGEMENT_ENDPOINT),
+        }
+      : {}),
   };
 }
 
@@ -285,6 +326,11 @@ export function armOperationOf(method: string, url: string): string {
     path = url.split("?")[0] ?? "";
   }
   const segments = path.split("/").filter((s) => s !== "");
+  // Service Management: /{subscriptionId}/services/storageservices/{name}/keys
+  if (segments[1]?.toLowerCase() === "services") {
+    const rest = segments.slice(2).map((s, i) => (i % 2 === 0 ? s : "{name}"));
+    return `${method.toUpperCase()} ServiceManagement/${rest.join("/")}`;
+  }
   const providers = segments.map((s) => s.toLowerCase()).lastIndexOf("providers");
   const start = providers >= 0 ? providers + 2 : 0;
   const prefix = providers >= 0 ? [segments[providers + 1] ?? ""] : [];

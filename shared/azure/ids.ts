@@ -19,9 +19,11 @@ const GROUP = ["subscriptions", ANY, "resourcegroups", ANY, "providers"];
 
 const SHAPES = {
   "storage account": [...GROUP, "microsoft.storage", "storageaccounts", ANY],
+  "classic storage account": [...GROUP, "microsoft.classicstorage", "storageaccounts", ANY],
   workspace: [...GROUP, "microsoft.machinelearningservices", "workspaces", ANY],
   datastore: [...GROUP, "microsoft.machinelearningservices", "workspaces", ANY, "datastores", ANY],
   "Batch account": [...GROUP, "microsoft.batch", "batchaccounts", ANY],
+  "container registry": [...GROUP, "microsoft.containerregistry", "registries", ANY],
 } as const;
 
 type Kind = keyof typeof SHAPES;
@@ -51,8 +53,24 @@ export function storageAccountRef(id: string): ResourceRef {
   return resolve(id, "storage account").ref;
 }
 
+export function classicStorageAccountRef(id: string): ResourceRef {
+  return resolve(id, "classic storage account").ref;
+}
+
+/**
+ * Whether an id names a classic storage account (`Microsoft.ClassicStorage/storageAccounts`), whose keys
+ * Service Management holds, rather than an ARM one. By namespace only: the shape is checked by the ref.
+ */
+export function isClassicStorageAccountId(id: string): boolean {
+  return /\/providers\/microsoft\.classicstorage\/storageaccounts\//i.test(id);
+}
+
 export function workspaceRef(id: string): ResourceRef {
   return resolve(id, "workspace").ref;
+}
+
+export function registryRef(id: string): ResourceRef {
+  return resolve(id, "container registry").ref;
 }
 
 export function batchAccountRef(id: string): ResourceRef {

@@ -6,7 +6,8 @@ import { ArmDatastores, type Datastores } from "./datastores";
 import { BlobDataPlaneProbe, type DataPlaneProbe, type ProbeOptions } from "./probe";
 import { BlobAccountLocks, type AccountLocks } from "./lock";
 import { KeyVaultSecretStore, type SecretStore } from "./secrets";
-import { ArmStorageKeys, type StorageKeys } from "./storage";
+import { ArmStorageKeys, StorageKeysByProvider, type StorageKeys } from "./storage";
+import { ClassicStorageKeys } from "./classic";
 import { ArmWorkspaces, type Workspaces } from "./workspaces";
 
 export * from "./cloud";
@@ -14,6 +15,7 @@ export * from "./call";
 export * from "./ids";
 export * from "./retry";
 export * from "./storage";
+export * from "./classic";
 export * from "./workspaces";
 export * from "./datastores";
 export * from "./batch";
@@ -43,7 +45,10 @@ export interface CreateAzureOptions extends AdapterOptions {
 
 export function createAzure(profile: CloudProfile, options: CreateAzureOptions = {}): Azure {
   return {
-    storage: new ArmStorageKeys(profile, options),
+    storage: new StorageKeysByProvider(
+      new ArmStorageKeys(profile, options),
+      new ClassicStorageKeys(profile, options),
+    ),
     workspaces: new ArmWorkspaces(profile, options),
     datastores: new ArmDatastores(profile, options),
     batch: new ArmBatchAccounts(profile, options),

@@ -32,7 +32,10 @@ export interface LockRecord {
   holder?: string;
   since?: string;
   expiresAt?: string;
-  /** The last rotation that released the lock. */
+  /**
+   * The last rotation that regenerated both keys and let go: keyturn's own record of the keys' age, for
+   * accounts whose keys Azure records no creation time of (classic accounts).
+   */
   last?: { rotationId: string; finishedAt: string };
 }
 
@@ -51,8 +54,11 @@ export interface AccountLocks {
    * nobody took it since. LockLostError when another rotation holds it.
    */
   hold(site: LockSite, rotationId: string, holdMs: number): Promise<void>;
-  /** Lets go if still held by `rotationId`, leaving who finished and when. */
-  release(site: LockSite, rotationId: string): Promise<void>;
+  /**
+   * Lets go if still held by `rotationId`; `rotated`: it regenerated both keys, so it is recorded as the
+   * last rotation (otherwise the last one recorded stays).
+   */
+  release(site: LockSite, rotationId: string, rotated?: boolean): Promise<void>;
 }
 
 /** A lease id is a GUID: one derived from the rotation id lets a resumed rotation take its own lock again. */
@@ -123,13 +129,16 @@ export class BlobAccountLocks implements AccountLocks {
     await writeHolder(blob, lease, before, rotationId, holdMs);
   }
 
-  async release(site: LockSite, rotationId: string): Promise<void> {
+  async release(site: LockSite, rotationId: string, rotated = false): Promise<void> {
     const blob = await this.lockBlob(site, false);
     const record = await readRecord(blob);
     if (record.holder !== rotationId) return;
     const lease: BlobLeaseClient = blob.getBlobLeaseClient(leaseIdOf(rotationId));
     try {
-      await blob.setMetadata(toMetadata({ last: { rotationId, finishedAt: new Date().toISOString() } }), {
+      const last = rotated
+        ? { last: { rotationId, finishedAt: new Date().toISOString() } }
+        : keepLast(record);
+      await blob.setMetadata(toMetadata(last), {
         conditions: { leaseId: lease.leaseId },
       });
       await lease.releaseLease();

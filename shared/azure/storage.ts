@@ -5,7 +5,7 @@ import { type KeyName, type KeySnapshot, type StorageAccountSnapshot } from "../
 import { parseArmId } from "../rotation/ids";
 import { azureCall, isoTime, OPERATIONS } from "./call";
 import { armClientOptions, perSubscription, type AdapterOptions, type CloudProfile } from "./cloud";
-import { storageAccountRef } from "./ids";
+import { isClassicStorageAccountId, storageAccountRef } from "./ids";
 
 export interface StorageAccountInfo {
   id: string;
@@ -21,6 +21,8 @@ export interface StorageAccountInfo {
   fileEndpoint?: string;
   /** `allowSharedKeyAccess: false`: the data plane refuses both keys, so there is nothing to rotate. */
   sharedKeyAccessDisabled?: true;
+  /** `sasPolicy.sasExpirationPeriod` ("d.hh:mm:ss"), when the account has a SAS expiration policy. */
+  sasExpirationPeriod?: string;
 }
 
 /** The storage account keys: the only adapter that reads or regenerates them. */
@@ -65,7 +67,123 @@ export interface KeyReader {
   scrub(error: unknown): Error;
 }
 
-export class ArmStorageKeys implements StorageKeys {
+/** A key as a key listing shows it: ARM's `{keyName: "key1", value, creationTime}`, or Service Management's mapped to it. */
+export interface ListedKey {
+  keyName?: string;
+  value?: string;
+  creationTime?: Date | string;
+}
+
+/**
+ * Everything a key service's adapter derives from two calls, listing the keys and regenerating one
+ * (both answer with all keys): snapshots, guards, the single read per activity and key scrubbing, the
+ * same for ARM's Microsoft.Storage accounts and for classic ones behind Service Management.
+ */
+export abstract class ListedKeysStorage implements StorageKeys {
+  /** keyturn's name for the listing call, for "… returned no key2". */
+  protected abstract readonly listKeysOperation: string;
+
+  abstract listAccounts(subscriptionId: string): Promise<StorageAccountInfo[]>;
+  abstract getAccount(id: string): Promise<StorageAccountInfo>;
+  protected abstract listKeys(id: string): Promise<ListedKey[]>;
+  /** One request, never retried by a client library (I4: see the regenerateKey activity). */
+  protected abstract regenerateKey(id: string, keyName: KeyName): Promise<ListedKey[]>;
+
+  async snapshot(id: string, salt: string, reader = this.reader(id)): Promise<StorageAccountSnapshot> {
+    const [account, listed] = await Promise.all([this.getAccount(id), reader.snapshots(salt)]);
+    const snapshots = { ...listed };
+    for (const name of ["key1", "key2"] as const) {
+      const time = account.keyCreationTime[name];
+      if (snapshots[name].creationTime === undefined && time !== undefined)
+        snapshots[name] = { ...snapshots[name], creationTime: time };
+    }
+    const { keyCreationTime: _, ...rest } = account;
+    return { ...rest, keys: snapshots };
+  }
+
+  async fingerprints(id: string, salt: string): Promise<Record<KeyName, Fingerprint>> {
+    const keys = this.keySnapshots(id, await this.listKeys(id), salt);
+    return { key1: keys.key1.fingerprint, key2: keys.key2.fingerprint };
+  }
+
+  async regenerate(
+    id: string,
+    keyName: KeyName,
+    salt: string,
+    use?: (value: string) => Promise<void>,
+  ): Promise<Record<KeyName, KeySnapshot>> {
+    const keys = await this.regenerateKey(id, keyName);
+    if (use) {
+      const value = this.keyValue(id, keys, keyName);
+      try {
+        await use(value);
+      } catch (e) {
+        throw scrubError(
+          e,
+          keys.flatMap((k) => (k.value ? [k.value] : [])),
+        );
+      }
+    }
+    return this.keySnapshots(id, keys, salt);
+  }
+
+  async withKey<T>(id: string, keyName: KeyName, use: (value: string) => Promise<T>): Promise<T> {
+    const value = this.keyValue(id, await this.listKeys(id), keyName);
+    try {
+      return await use(value);
+    } catch (e) {
+      throw scrubError(e, [value]);
+    }
+  }
+
+  reader(id: string): KeyReader {
+    let keys: Promise<ListedKey[]> | undefined;
+    const values: string[] = [];
+    const read = () => {
+      keys ??= this.listKeys(id).then((k) => {
+        for (const key of k) if (key.value) values.push(key.value);
+        return k;
+      });
+      return keys;
+    };
+    return {
+      value: async (keyName) => this.keyValue(id, await read(), keyName),
+      fingerprints: async (salt) => {
+        const snapshots = this.keySnapshots(id, await read(), salt);
+        return { key1: snapshots.key1.fingerprint, key2: snapshots.key2.fingerprint };
+      },
+      snapshots: async (salt) => this.keySnapshots(id, await read(), salt),
+      get used() {
+        return keys !== undefined;
+      },
+      scrub: (error) => scrubError(error, values),
+    };
+  }
+
+  private keyValue(id: string, keys: readonly ListedKey[], keyName: KeyName): string {
+    const value = keys.find((k) => k.keyName?.toLowerCase() === keyName)?.value;
+    if (!value) {
+      throw new KeyturnError(
+        `${this.listKeysOperation} on ${id} returned no ${keyName}: the account may not allow shared key access`,
+      );
+    }
+    return value;
+  }
+
+  private keySnapshots(id: string, keys: readonly ListedKey[], salt: string): Record<KeyName, KeySnapshot> {
+    const snapshot = (keyName: KeyName): KeySnapshot => {
+      const key = keys.find((k) => k.keyName?.toLowerCase() === keyName);
+      const result: KeySnapshot = { fingerprint: fingerprint(this.keyValue(id, keys, keyName), salt) };
+      const creationTime = isoTime(key?.creationTime);
+      if (creationTime !== undefined) result.creationTime = creationTime;
+      return result;
+    };
+    return { key1: snapshot("key1"), key2: snapshot("key2") };
+  }
+}
+
+export class ArmStorageKeys extends ListedKeysStorage {
+  protected readonly listKeysOperation = OPERATIONS.listStorageKeys.name;
   private readonly client: (subscriptionId: string) => StorageManagementClient;
   /**
    * For regenerateKey only: the SDK would send a POST again after a lost answer or a 5xx, and a second
@@ -75,6 +193,7 @@ export class ArmStorageKeys implements StorageKeys {
   private readonly regenerateClient: (subscriptionId: string) => StorageManagementClient;
 
   constructor(profile: CloudProfile, options: AdapterOptions = {}) {
+    super();
     this.client = perSubscription(
       (subscriptionId) =>
         new StorageManagementClient(profile.credential, subscriptionId, armClientOptions(profile, options)),
@@ -106,84 +225,17 @@ export class ArmStorageKeys implements StorageKeys {
     return accountInfo(account);
   }
 
-  async snapshot(id: string, salt: string, reader = this.reader(id)): Promise<StorageAccountSnapshot> {
-    const [account, listed] = await Promise.all([this.getAccount(id), reader.snapshots(salt)]);
-    const snapshots = { ...listed };
-    for (const name of ["key1", "key2"] as const) {
-      const time = account.keyCreationTime[name];
-      if (snapshots[name].creationTime === undefined && time !== undefined)
-        snapshots[name] = { ...snapshots[name], creationTime: time };
-    }
-    const { keyCreationTime: _, ...rest } = account;
-    return { ...rest, keys: snapshots };
-  }
-
-  async fingerprints(id: string, salt: string): Promise<Record<KeyName, Fingerprint>> {
-    const keys = keySnapshots(id, await this.listKeys(id), salt, {});
-    return { key1: keys.key1.fingerprint, key2: keys.key2.fingerprint };
-  }
-
-  async regenerate(
-    id: string,
-    keyName: KeyName,
-    salt: string,
-    use?: (value: string) => Promise<void>,
-  ): Promise<Record<KeyName, KeySnapshot>> {
+  protected async regenerateKey(id: string, keyName: KeyName): Promise<ListedKey[]> {
     const ref = storageAccountRef(id);
     const result = await azureCall(OPERATIONS.regenerateStorageKey, id, () =>
       this.regenerateClient(ref.subscriptionId).storageAccounts.regenerateKey(ref.resourceGroup, ref.name, {
         keyName,
       }),
     );
-    const keys = result.keys ?? [];
-    if (use) {
-      const value = keyValue(id, keys, keyName);
-      try {
-        await use(value);
-      } catch (e) {
-        throw scrubError(
-          e,
-          keys.flatMap((k) => (k.value ? [k.value] : [])),
-        );
-      }
-    }
-    return keySnapshots(id, keys, salt, {});
+    return result.keys ?? [];
   }
 
-  async withKey<T>(id: string, keyName: KeyName, use: (value: string) => Promise<T>): Promise<T> {
-    const value = keyValue(id, await this.listKeys(id), keyName);
-    try {
-      return await use(value);
-    } catch (e) {
-      throw scrubError(e, [value]);
-    }
-  }
-
-  reader(id: string): KeyReader {
-    let keys: Promise<StorageAccountKey[]> | undefined;
-    const values: string[] = [];
-    const read = () => {
-      keys ??= this.listKeys(id).then((k) => {
-        for (const key of k) if (key.value) values.push(key.value);
-        return k;
-      });
-      return keys;
-    };
-    return {
-      value: async (keyName) => keyValue(id, await read(), keyName),
-      fingerprints: async (salt) => {
-        const snapshots = keySnapshots(id, await read(), salt, {});
-        return { key1: snapshots.key1.fingerprint, key2: snapshots.key2.fingerprint };
-      },
-      snapshots: async (salt) => keySnapshots(id, await read(), salt, {}),
-      get used() {
-        return keys !== undefined;
-      },
-      scrub: (error) => scrubError(error, values),
-    };
-  }
-
-  private async listKeys(id: string): Promise<StorageAccountKey[]> {
+  protected async listKeys(id: string): Promise<StorageAccountKey[]> {
     const ref = storageAccountRef(id);
     const result = await azureCall(OPERATIONS.listStorageKeys, id, () =>
       this.client(ref.subscriptionId).storageAccounts.listKeys(ref.resourceGroup, ref.name),
@@ -215,33 +267,9 @@ function accountInfo(account: StorageAccount): StorageAccountInfo {
   if (account.primaryEndpoints?.blob) info.blobEndpoint = account.primaryEndpoints.blob;
   if (account.primaryEndpoints?.file) info.fileEndpoint = account.primaryEndpoints.file;
   if (account.allowSharedKeyAccess === false) info.sharedKeyAccessDisabled = true;
+  if (account.sasPolicy?.sasExpirationPeriod)
+    info.sasExpirationPeriod = account.sasPolicy.sasExpirationPeriod;
   return info;
-}
-
-function keyValue(id: string, keys: readonly StorageAccountKey[], keyName: KeyName): string {
-  const value = keys.find((k) => k.keyName?.toLowerCase() === keyName)?.value;
-  if (!value) {
-    throw new KeyturnError(
-      `storageAccounts.listKeys on ${id} returned no ${keyName}: the account may not allow shared key access`,
-    );
-  }
-  return value;
-}
-
-function keySnapshots(
-  id: string,
-  keys: readonly StorageAccountKey[],
-  salt: string,
-  fallbackCreation: Partial<Record<KeyName, string>>,
-): Record<KeyName, KeySnapshot> {
-  const snapshot = (keyName: KeyName): KeySnapshot => {
-    const key = keys.find((k) => k.keyName?.toLowerCase() === keyName);
-    const result: KeySnapshot = { fingerprint: fingerprint(keyValue(id, keys, keyName), salt) };
-    const creationTime = isoTime(key?.creationTime) ?? fallbackCreation[keyName];
-    if (creationTime !== undefined) result.creationTime = creationTime;
-    return result;
-  };
-  return { key1: snapshot("key1"), key2: snapshot("key2") };
 }
 
 /**
@@ -265,5 +293,59 @@ export function unreadSnapshot(info: StorageAccountInfo): StorageAccountSnapshot
       : {}),
     ...(info.blobEndpoint ? { blobEndpoint: info.blobEndpoint } : {}),
     ...(info.sharedKeyAccessDisabled ? { sharedKeyAccessDisabled: true as const } : {}),
+    ...(info.sasExpirationPeriod ? { sasExpirationPeriod: info.sasExpirationPeriod } : {}),
   };
+}
+
+/**
+ * The storage keys of every account, each through its own key service: classic accounts
+ * (`Microsoft.ClassicStorage`, keys in Service Management) through `classic`, all others through ARM.
+ * Discovery lists both kinds; every per-account call is routed by the id's provider namespace.
+ */
+export class StorageKeysByProvider implements StorageKeys {
+  constructor(
+    private readonly arm: StorageKeys,
+    private readonly classic: StorageKeys,
+  ) {}
+
+  private of(id: string): StorageKeys {
+    return isClassicStorageAccountId(id) ? this.classic : this.arm;
+  }
+
+  async listAccounts(subscriptionId: string): Promise<StorageAccountInfo[]> {
+    const [arm, classic] = await Promise.all([
+      this.arm.listAccounts(subscriptionId),
+      this.classic.listAccounts(subscriptionId),
+    ]);
+    return [...arm, ...classic];
+  }
+
+  getAccount(id: string): Promise<StorageAccountInfo> {
+    return this.of(id).getAccount(id);
+  }
+
+  snapshot(id: string, salt: string, reader?: KeyReader): Promise<StorageAccountSnapshot> {
+    return this.of(id).snapshot(id, salt, reader);
+  }
+
+  fingerprints(id: string, salt: string): Promise<Record<KeyName, Fingerprint>> {
+    return this.of(id).fingerprints(id, salt);
+  }
+
+  regenerate(
+    id: string,
+    keyName: KeyName,
+    salt: string,
+    use?: (value: string) => Promise<void>,
+  ): Promise<Record<KeyName, KeySnapshot>> {
+    return this.of(id).regenerate(id, keyName, salt, use);
+  }
+
+  withKey<T>(id: string, keyName: KeyName, use: (value: string) => Promise<T>): Promise<T> {
+    return this.of(id).withKey(id, keyName, use);
+  }
+
+  reader(id: string): KeyReader {
+    return this.of(id).reader(id);
+  }
 }

@@ -28,6 +28,13 @@ export interface StorageAccountSnapshot {
   fileEndpoint?: string;
   /** `allowSharedKeyAccess: false`: the data plane refuses both keys, so there is nothing to rotate. */
   sharedKeyAccessDisabled?: true;
+  /** `sasPolicy.sasExpirationPeriod` ("d.hh:mm:ss"): the longest a SAS of the account should be valid. */
+  sasExpirationPeriod?: string;
+  /**
+   * When keyturn last regenerated both keys, from the account's lock: the keys' age where Azure records
+   * no creation time (classic accounts).
+   */
+  lastRotatedAt?: string;
 }
 
 /**
@@ -37,13 +44,22 @@ export interface StorageAccountSnapshot {
  * - `batchAutoStorage`: a Batch account's auto-storage in StorageKeys mode; the service chooses the key
  *   on `syncAutoStorageKeys`, so it does not vote either.
  * - `keyVaultSecret`: a secret keyturn publishes the key to; votes.
- * - `sasDatastore`: a datastore with a SAS credential; a SAS dies with its signing key. Reported only.
+ * - `sasDatastore`: a datastore whose SAS was signed with an account key (account or container SAS); a SAS
+ *   dies with its signing key, so keyturn re-signs it with the key that survives. Votes.
+ * - `untouchedSasDatastore`: a datastore whose SAS keyturn does not re-sign (a user delegation SAS, an
+ *   expired one, one it cannot reproduce); `why` says which. Reported only.
  * - `identityDatastore`: a datastore with no credentials (identity access); unaffected. Reported only.
  *
  * What the rotation does with each kind is described once, in `CONSUMER_KINDS` (`kinds.ts`).
  */
 export type ConsumerKind =
-  "datastore" | "workspace" | "batchAutoStorage" | "keyVaultSecret" | "sasDatastore" | "identityDatastore";
+  | "datastore"
+  | "workspace"
+  | "batchAutoStorage"
+  | "keyVaultSecret"
+  | "sasDatastore"
+  | "untouchedSasDatastore"
+  | "identityDatastore";
 
 interface ConsumerBase {
   kind: ConsumerKind;
@@ -84,11 +100,22 @@ export interface KeyVaultSecretConsumer extends ConsumerBase {
   secretName: string;
 }
 
+/** `heldFingerprint` is the fingerprint of the key that signed the SAS; only the snapshot can tell it. */
 export interface SasDatastoreConsumer extends ConsumerBase {
   kind: "sasDatastore";
   workspaceId: string;
-  /** Which key signed the SAS, when the discovering activity could tell. */
-  signedWith?: KeyName;
+  /** The container a container SAS applies to, and where the data-plane probe lists. */
+  container?: string;
+  /** The SAS's start (`st`) and expiry (`se`): re-signing keeps them. */
+  startsOn?: string;
+  expiresOn?: string;
+}
+
+export interface UntouchedSasDatastoreConsumer extends ConsumerBase {
+  kind: "untouchedSasDatastore";
+  workspaceId: string;
+  /** Why keyturn leaves this SAS as it is. */
+  why: string;
 }
 
 export interface IdentityDatastoreConsumer extends ConsumerBase {
@@ -102,6 +129,7 @@ export type Consumer =
   | BatchAutoStorageConsumer
   | KeyVaultSecretConsumer
   | SasDatastoreConsumer
+  | UntouchedSasDatastoreConsumer
   | IdentityDatastoreConsumer;
 
 /** The part of a consumer that reports and plans carry around. */

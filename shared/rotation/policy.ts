@@ -49,7 +49,8 @@ export function keyAgeDays(
   key: KeyName,
   now: Date | string,
 ): number | undefined {
-  const created = parseTime(account.keys[key].creationTime);
+  // keyturn's own record when Azure keeps none: the key was regenerated no later than then.
+  const created = parseTime(account.keys[key].creationTime ?? account.lastRotatedAt);
   const at = typeof now === "string" ? parseTime(now) : now.getTime();
   if (created === undefined || at === undefined) return undefined;
   // Clock skew can put a fresh key slightly in the future; it is still a fresh key.

@@ -110,7 +110,8 @@ class IndependentClient {
             containerName?: string;
             filesystem?: string;
           };
-          if (p.credentials.credentialsType !== "AccountKey") continue;
+          // Classic accounts are not Microsoft.Storage resources: this client knows no endpoint for them.
+          if (p.credentials.credentialsType !== "AccountKey" || !this.#endpoints.has(p.accountName)) continue;
           this.#targets.push({
             label: `${ws.name!}/${ds.name!}`,
             subscriptionId,
@@ -303,6 +304,7 @@ describe("keyturn plan | rotate | status against `keyturn emulator` in another p
     expect(rotatable(report.accounts).map((a) => [a.name, a.outcome])).toEqual([
       ["stmlbatch", "rotated"],
       ["stmllake", "rotated"],
+      ["stmllegacy", "rotated"],
       ["stmlresearch", "rotated"],
       ["stmlshared", "rotated"],
     ]);
@@ -338,7 +340,7 @@ describe("keyturn plan | rotate | status against `keyturn emulator` in another p
       rotatable(records)
         .map((r) => r.storageAccount)
         .sort(),
-    ).toEqual(["stmlbatch", "stmllake", "stmlresearch", "stmlshared"]);
+    ).toEqual(["stmlbatch", "stmllake", "stmllegacy", "stmlresearch", "stmlshared"]);
     for (const r of rotatable(records))
       expect(r).toMatchObject({ outcome: "rotated", keysRegenerated: "key2,key1", trigger: "cli" });
   });
@@ -347,7 +349,7 @@ describe("keyturn plan | rotate | status against `keyturn emulator` in another p
     const result = await run(["rotate", "--connection-file", file(), "--json"]);
     expect(result.code).toBe(0);
     const report = JSON.parse(result.stdout) as RotationReport;
-    expect(rotatable(report.accounts)).toHaveLength(4);
+    expect(rotatable(report.accounts)).toHaveLength(5);
     for (const account of rotatable(report.accounts)) {
       expect(account).toMatchObject({ outcome: "skipped", skipCode: "too-young" });
     }

@@ -189,7 +189,7 @@ describe("across processes (issue 8)", () => {
         .filter((a) => a.resourceGroup === group)
         .map((a) => a.name)
         .sort();
-      expect(groupAccounts).toEqual(["stmlgoverned", "stmllake", "stmlresearch"]);
+      expect(groupAccounts).toEqual(["stmlgoverned", "stmllake", "stmllegacy", "stmlresearch"]);
       // Both plan before either writes: the first regeneration of the shared account (by whichever
       // process took its lock) is held until the other process has ended. The deadline is long enough
       // (30 s) that the held request is not given up for lost meanwhile.

@@ -75,8 +75,8 @@ describe("keyturn emulator, from the command line", () => {
       otherKeyStatus: number;
     };
     expect(result.workspaces).toBe(3);
-    // 13: the keyless account's identity-based datastore (mlw-research/governed_features) included.
-    expect(result.datastores).toHaveLength(13);
+    // The keyless account's identity-based datastore (mlw-research/governed_features), the four SAS ones and the classic account's included.
+    expect(result.datastores).toHaveLength(17);
     expect(result.datastores).toEqual(
       expect.arrayContaining([
         "mlw-train/workspaceblobstore",
@@ -84,7 +84,7 @@ describe("keyturn emulator, from the command line", () => {
         "mlw-train/identity_scratch",
       ]),
     );
-    expect(result.secretsRead).toBe(11);
+    expect(result.secretsRead).toBe(15);
     expect(result.oldKeyStatus).toBe(403);
     expect(result.otherKeyStatus).toBe(200);
   });

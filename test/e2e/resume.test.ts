@@ -2,13 +2,16 @@ import { startRotationRig, type RotationRig } from "../helpers/rotation";
 import { consumers, outages, regenerationCounts } from "../helpers/estate";
 import type { ActivityInfo, LocalHost } from "../../local";
 import type { RotationReport } from "../../shared/rotation";
+import { CLASSIC_DEMO_ACCOUNT } from "../../emulator/estates";
 
 /**
  * I4: kill the process at every step boundary of rotateStorageAccount (after each activity's outcome
  * is on disk, and while an activity is running), then resume: the same end state, no key regenerated
- * twice. One storage account, so each run is short.
+ * twice. One storage account at a time, so each run is short: one with a workspace and AccountKey
+ * datastores, one whose consumers include a SAS datastore keyturn re-signs, and a classic one (keys
+ * through Service Management, no key creation times: the guards decide from fingerprints alone).
  */
-const SCOPE = { storageAccounts: ["stmlresearch"] };
+const ACCOUNTS = ["stmlresearch", "stmllake", CLASSIC_DEMO_ACCOUNT];
 
 let rig: RotationRig;
 
@@ -21,6 +24,7 @@ afterAll(async () => {
 
 /** Runs one rotation, killing the host at the n-th activity event of the account's sub-orchestration. */
 async function rotateWithCrash(
+  accountName: string,
   n: number,
   phase: ActivityInfo["phase"],
 ): Promise<{ crashed: boolean; report: RotationReport }> {
@@ -36,7 +40,7 @@ async function rotateWithCrash(
       }
     },
   });
-  const id = rig.start(SCOPE, { force: true });
+  const id = rig.start({ storageAccounts: [accountName] }, { force: true });
   try {
     const status = await first.waitForCompletion(id, { timeoutMs: 60_000 });
     if (!crashed) return { crashed, report: status.output as RotationReport };
@@ -49,20 +53,20 @@ async function rotateWithCrash(
   return { crashed, report: status.output as RotationReport };
 }
 
-describe("a rotation killed at any step boundary and resumed", () => {
+describe.each(ACCOUNTS)("a rotation of %s killed at any step boundary and resumed", (accountName) => {
   it("converges to the same end state without regenerating any key twice", async () => {
     let expected = { key1: 0, key2: 0 };
     const runs: string[] = [];
     for (const phase of ["completed", "started"] as const) {
       for (let n = 1; ; n++) {
-        const before = regenerationCounts(rig.emulator).stmlresearch ?? { key1: 0, key2: 0 };
-        const { crashed, report } = await rotateWithCrash(n, phase);
-        const account = report.accounts.find((a) => a.name === "stmlresearch");
+        const before = regenerationCounts(rig.emulator)[accountName] ?? { key1: 0, key2: 0 };
+        const { crashed, report } = await rotateWithCrash(accountName, n, phase);
+        const account = report.accounts.find((a) => a.name === accountName);
         expect(account?.outcome).toBe("rotated");
         // Exactly one more regeneration of each key per rotation, however often the process died.
         expected = { key1: before.key1 + 1, key2: before.key2 + 1 };
-        expect(regenerationCounts(rig.emulator).stmlresearch).toEqual(expected);
-        const held = (await consumers(rig.emulator)).filter((c) => c.storageAccountName === "stmlresearch");
+        expect(regenerationCounts(rig.emulator)[accountName]).toEqual(expected);
+        const held = (await consumers(rig.emulator)).filter((c) => c.storageAccountName === accountName);
         const newActive = account!.activeKeyAfter!.key;
         expect(held.filter((c) => c.heldKeyName !== newActive)).toEqual([]);
         expect(await outages(rig.emulator)).toEqual([]);

@@ -3,7 +3,7 @@ import { consumers, outages, regenerationCounts } from "../helpers/estate";
 import { admin } from "../helpers/emulator";
 import { exitCode, renderReport, type RotationReport } from "../../shared/rotation";
 
-const ROTATED = ["stmlbatch", "stmllake", "stmlresearch", "stmlshared"];
+const ROTATED = ["stmlbatch", "stmllake", "stmllegacy", "stmlresearch", "stmlshared"];
 /** The demo account with shared-key access disabled: nothing can use its keys, so nothing to rotate. */
 const KEYLESS = "stmlgoverned";
 const rotatable = (report: RotationReport) => report.accounts.filter((a) => a.name !== KEYLESS);
@@ -52,12 +52,30 @@ describe("rotating the demo estate", () => {
     }
   });
 
-  it("reports the SAS datastore it cannot move and the identity-based one it need not", async () => {
+  it("plans to re-sign the SAS datastores an account key signed, and reports the others and the identity-based one", async () => {
     const { report } = await rig.rotate(undefined, { force: true, dryRun: true });
     const lake = report.accounts.find((a) => a.name === "stmllake")!;
-    const sas = lake.consumers.find((c) => c.name === "mlw-research/partner_drop");
-    expect(sas).toMatchObject({ kind: "sasDatastore", action: "skipped" });
-    expect(sas?.reason).toMatch(/SAS/);
+    const byName = (name: string) => lake.consumers.find((c) => c.name === name);
+    expect(byName("mlw-research/partner_drop")).toMatchObject({ kind: "sasDatastore" });
+    expect(byName("mlw-research/partner_drop")?.action).not.toBe("skipped");
+    expect(byName("mlw-research/delegated_drop")).toMatchObject({
+      kind: "untouchedSasDatastore",
+      action: "skipped",
+      reason: expect.stringMatching(/user delegation SAS/) as string,
+    });
+    expect(byName("mlw-research/stale_drop")).toMatchObject({
+      kind: "untouchedSasDatastore",
+      action: "skipped",
+      reason: expect.stringMatching(/SAS expired at/) as string,
+    });
+    // A one-year SAS on an account whose SAS policy allows 30 days: a finding, whatever keyturn does.
+    expect((lake.notes ?? []).join("\n")).toMatch(
+      /mlw-research\/partner_drop: its SAS is valid from .* longer than stmllake's SAS expiration policy \(30\.00:00:00\)/,
+    );
+    const shared = report.accounts.find((a) => a.name === "stmlshared")!;
+    expect(shared.consumers.find((c) => c.name === "mlw-score/vendor_features")).toMatchObject({
+      kind: "sasDatastore",
+    });
     const research = report.accounts.find((a) => a.name === "stmlresearch")!;
     expect(research.consumers.find((c) => c.name === "mlw-train/identity_scratch")).toMatchObject({
       kind: "identityDatastore",

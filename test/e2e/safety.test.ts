@@ -1,5 +1,6 @@
-import { readdirSync, readFileSync, statSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
+import { filesUnder } from "../helpers/leaks";
 import { startRotationRig, type RotationRig } from "../helpers/rotation";
 import { admin, clientsFor } from "../helpers/emulator";
 import { outages, regenerationCounts } from "../helpers/estate";
@@ -14,13 +15,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await rig?.stop();
 });
-
-function filesUnder(dir: string): string[] {
-  return readdirSync(dir).flatMap((name) => {
-    const path = join(dir, name);
-    return statSync(path).isDirectory() ? filesUnder(path) : [path];
-  });
-}
 
 describe("one rotation per account at a time (I5)", () => {
   it("refuses a second rotation of the same scope while one runs", async () => {

@@ -40,9 +40,21 @@ describe("the account lock", () => {
     expect((await locks.acquire(site, "rotation-c", HOUR)).acquired).toBe(true);
     const again = await locks.acquire(site, "rotation-c", HOUR);
     expect(again).toMatchObject({ acquired: true });
-    await locks.release(site, "rotation-c");
+    await locks.release(site, "rotation-c", true);
     expect(await locks.read(site)).toMatchObject({ last: { rotationId: "rotation-c" } });
     expect((await locks.read(site)).holder).toBeUndefined();
+  });
+
+  it("records a rotation as the last only when it regenerated both keys", async () => {
+    expect((await locks.acquire(site, "rotation-rotated", HOUR)).acquired).toBe(true);
+    await locks.release(site, "rotation-rotated", true);
+    const { last } = await locks.read(site);
+    expect(last?.rotationId).toBe("rotation-rotated");
+    // Skipped or failed before both keys were new: it lets go, and the record stays the earlier one.
+    const taken = await locks.acquire(site, "rotation-skipped", HOUR);
+    expect(taken).toMatchObject({ acquired: true, before: { last } });
+    await locks.release(site, "rotation-skipped");
+    expect((await locks.read(site)).last).toEqual(last);
   });
 
   it("breaks a holder past its expiry, and the old holder can write nothing more", async () => {

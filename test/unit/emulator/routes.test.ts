@@ -1,6 +1,7 @@
 import { storageRoutes, LIST_REGION } from "../../../emulator/arm/storage";
 import { ML_ACTIONS, mlRoutes } from "../../../emulator/arm/ml";
 import { batchRoutes } from "../../../emulator/arm/batch";
+import { classicRoutes } from "../../../emulator/arm/classic";
 import { subscriptionRoutes } from "../../../emulator/arm/subscriptions";
 import { buildEstate } from "../../../emulator/estates";
 import type { ArmRoute, EmulatorContext } from "../../../emulator/context";
@@ -10,7 +11,9 @@ import { loadRoleDefinition } from "../../../emulator/rbac";
 // Route tables only: no handler runs, so a context with an estate and a clock is enough.
 const estate = buildEstate("large:4x0x2", new Date());
 const ctx = { estate, now: () => new Date() } as unknown as EmulatorContext;
-const routes: ArmRoute[] = [storageRoutes, mlRoutes, batchRoutes, subscriptionRoutes].flatMap((m) => m(ctx));
+const routes: ArmRoute[] = [storageRoutes, classicRoutes, mlRoutes, batchRoutes, subscriptionRoutes].flatMap(
+  (m) => m(ctx),
+);
 
 describe("ARM routes", () => {
   const OPERATION = /^Microsoft\.[A-Za-z]+(?:\/[A-Za-z][A-Za-z0-9]*)+\/(?:read|write|delete|action)$/;
