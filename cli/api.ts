@@ -355,7 +355,7 @@ function requiredScope(options: Parameters<typeof scopeFromOptions>[0], command:
       `${command} --api needs a scope: --storage-account, --workspace, --resource-group or --subscription (the API rotates only a named scope)`,
     );
   }
-  return scope;
+  return options.batchKeys === true ? { ...scope, batchKeys: true } : scope;
 }
 
 /** POST /api/rotations: the body the API validates (shared/rotation/request.ts). */

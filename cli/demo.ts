@@ -39,6 +39,13 @@ function keyPrints(emulator: Emulator): KeyPrints {
       key2: emulatorFingerprint(a.keys.key2.value),
     };
   }
+  // Batch shared keys: Primary is key1, Secondary key2.
+  for (const b of emulator.ctx.estate.batchAccounts.values()) {
+    prints[b.name] = {
+      key1: emulatorFingerprint(b.keys.primary),
+      key2: emulatorFingerprint(b.keys.secondary),
+    };
+  }
   return prints;
 }
 
@@ -68,12 +75,13 @@ export async function demo(io: Io, options: DemoOptions = {}): Promise<number> {
 
     const estate = emulator.ctx.estate;
     const before = keyPrints(emulator);
-    const scope = { subscriptions: emulator.connection.subscriptionIds };
+    // Every key of the seeds the demo has: storage accounts (ARM and classic) and Batch shared keys.
+    const scope = { subscriptions: emulator.connection.subscriptionIds, batchKeys: true };
     // With --json the introduction is not the result: it goes to stderr, with the progress.
     const intro = (text: string) => (options.json ? io.err(text) : io.out(text));
     intro(
       [
-        "keyturn demo: rotating every storage account of the demo estate on the embedded emulator",
+        "keyturn demo: rotating every storage account and Batch account key of the demo estate on the embedded emulator",
         `  ${estate.storageAccounts.size} storage accounts, ${estate.workspaces.size} workspaces, ` +
           `${[...estate.workspaces.values()].reduce((n, w) => n + w.datastores.size, 0)} datastores, ` +
           `${estate.batchAccounts.size} Batch account, ${estate.vaults.size} Key Vault`,
@@ -245,7 +253,9 @@ function renderOutcome(
       String(a.armCalls),
     ]);
   }
-  lines.push("Storage accounts (key names and fingerprints, SHA-256 prefixes; never the keys)");
+  lines.push(
+    "Storage accounts and Batch accounts (key names and fingerprints, SHA-256 prefixes; never the keys)",
+  );
   lines.push(...formatTable(rows, "  "));
   for (const a of report.accounts) {
     lines.push("", `${a.name}: ${a.outcome}${a.reason ? ` (${a.reason})` : ""}`);

@@ -102,6 +102,10 @@ export function buildProgram(
         "storage account name or id (repeatable, or comma-separated)",
         collect,
       )
+      .option(
+        "--batch-keys",
+        "also rotate the shared keys of the Batch accounts in scope (consumers: Key Vault secrets tagged keyturn-batch-account)",
+      )
       .option(...connection);
 
   withScope(

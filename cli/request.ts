@@ -12,6 +12,8 @@ export interface ScopeOptions {
   resourceGroup?: string[];
   workspace?: string[];
   storageAccount?: string[];
+  /** `--batch-keys`: Batch account shared keys too (seed 004). */
+  batchKeys?: boolean;
 }
 
 export interface RequestOptions extends ScopeOptions {
@@ -30,6 +32,7 @@ const OPTION_OF: Record<keyof RotationScope, string> = {
   resourceGroups: "--resource-group",
   workspaces: "--workspace",
   storageAccounts: "--storage-account",
+  batchKeys: "--batch-keys",
 };
 
 export function scopeFromOptions(options: ScopeOptions): RotationScope | undefined {
@@ -56,7 +59,7 @@ export function parseGrace(text: string | undefined): number | undefined {
 /** A validation reason in the CLI's terms: `scope.storageAccounts[0]` becomes `--storage-account`. */
 export function inOptionTerms(reason: string): string {
   return reason.replace(
-    /^scope\.(subscriptions|resourceGroups|workspaces|storageAccounts)(\[\d+\])?/,
+    /^scope\.(subscriptions|resourceGroups|workspaces|storageAccounts|batchKeys)(\[\d+\])?/,
     (_m, key: keyof RotationScope) => OPTION_OF[key],
   );
 }
@@ -82,7 +85,7 @@ export async function buildRotateInput(
   }
   const scope = named ?? (await defaultScope(target));
   const validation = validateRotationRequest({
-    scope,
+    scope: options.batchKeys === true ? { ...scope, batchKeys: true } : scope,
     dryRun,
     force: options.force === true,
     graceMinutes: graceSeconds / 60,

@@ -46,7 +46,10 @@ export function adminRoutes(emulator: Emulator): Router {
         kind: h.kind,
         id: h.id,
         name: h.name,
+        // The resource whose keys it holds: a storage account, Batch account or container registry.
+        resource: h.resource,
         storageAccountName: h.storageAccountName,
+        // key1/key2; a Batch account's Primary/Secondary and a registry's password/password2 likewise.
         heldKeyName: heldKeyName(ctx.estate, h) ?? null,
         heldKeyFingerprint: emulatorFingerprint(h.heldKey),
       })),
@@ -181,7 +184,8 @@ export function adminRoutes(emulator: Emulator): Router {
     return { status: 204 };
   });
   // An account turned Entra ID only (or back): what ARM's batchAccounts update does to the property.
-  router.add("PATCH", "/_admin/batchAccounts/{name}", (req, p) => {
+  // Its shared keys stop (or start) working for those who hold them: the outage log sees it.
+  router.add("PATCH", "/_admin/batchAccounts/{name}", async (req, p) => {
     const batch = findBatch(p.name!);
     const body = jsonBody(req);
     const modes = isObject(body) ? body.allowedAuthenticationModes : undefined;
@@ -193,6 +197,9 @@ export function adminRoutes(emulator: Emulator): Router {
         `Send {"allowedAuthenticationModes": [...]} with any of ${known.join(", ")}.`,
       );
     batch.allowedAuthenticationModes = [...new Set(modes as (typeof known)[number][])];
+    await ctx.changed(
+      `out-of-band allowedAuthenticationModes ${batch.name}: ${batch.allowedAuthenticationModes.join(", ")}`,
+    );
     return {
       status: 200,
       body: { name: batch.name, allowedAuthenticationModes: batch.allowedAuthenticationModes },

@@ -209,17 +209,38 @@ export function batchDataPlaneResponse(batch: BatchAccount, req: Request, now: D
  * Starts the account's data plane on a free loopback port and sets its `accountEndpoint` (`host:port`,
  * as ARM reports a Batch endpoint: no scheme). `track` registers the server's sockets for stop().
  */
+/** A Batch data-plane call as the emulator saw it: never the signature or the key. */
+export interface BatchLogEntry {
+  at: string;
+  account: string;
+  method: string;
+  path: string;
+  status: number;
+}
+
 export async function startBatchDataPlane(
   ctx: EmulatorContext,
   batch: BatchAccount,
   tls: { key: string; cert: string },
   track: (s: Server) => Server,
+  log: BatchLogEntry[] = [],
 ): Promise<Server> {
   const server = track(
     createServer({ key: tls.key, cert: tls.cert }, (incoming, res) => {
       const requestId = randomUUID();
       void readRequest(incoming)
-        .then((req) => batchDataPlaneResponse(batch, req, ctx.now()))
+        .then((req) => {
+          const response = batchDataPlaneResponse(batch, req, ctx.now());
+          const path = `/${req.segments.join("/")}`;
+          log.push({
+            at: ctx.now().toISOString(),
+            account: batch.name,
+            method: req.method,
+            path,
+            status: response.status,
+          });
+          return response;
+        })
         .catch((): Response => ({ status: 500, body: { code: "InternalError" } }))
         .then((response) => send(res, response, requestId));
     }),

@@ -3,28 +3,64 @@ import {
   liveKeyName,
   resourceKey,
   findStorageAccountByName,
+  type BatchAccount,
   type Estate,
   type KeyName,
+  type KeyVaultReader,
   type Datastore,
+  type RegistryPasswordName,
 } from "./model";
 import type { DataPlane } from "./dataplane";
 import { sasSigningKey, signedWithAccountKey } from "./sas";
+import { REGISTRY_PASSWORD_NAMES, liveRegistryPasswords, registryHoldings } from "./arm/registry";
 
 /**
- * The consumers of storage keys in an estate, and the outage log: every moment a consumer held a
- * key that is no longer one of its account's two live keys. This is how invariant I1 is measured.
+ * The consumers of keys in an estate, and the outage log: every moment a consumer held a key that is
+ * no longer one of its resource's two live keys. This is how invariant I1 is measured. The keys are
+ * storage account keys, Batch account shared keys and container registry admin passwords.
  */
 
-export type ConsumerKind = "datastore" | "sasDatastore" | "workspace" | "batchAutoStorage" | "keyVaultReader";
+export type ConsumerKind =
+  | "datastore"
+  | "sasDatastore"
+  | "workspace"
+  | "batchAutoStorage"
+  | "keyVaultReader"
+  /** An app reading a Key Vault secret that holds a Batch account's shared key. */
+  | "batchKeyReader"
+  /** A workspace holding its container registry's admin password (emulator/arm/registry.ts). */
+  | "workspaceRegistry";
+
+/** The kind of resource whose keys a holding holds. */
+export type KeyResource = "storageAccount" | "batchAccount" | "containerRegistry";
+
+/**
+ * Keyturn's names for a registry's admin passwords, as for a Batch account's Primary and Secondary:
+ * password = key1, password2 = key2.
+ */
+export const REGISTRY_KEY_NAMES: Record<RegistryPasswordName, KeyName> = {
+  password: "key1",
+  password2: "key2",
+};
 
 export interface ConsumerHolding {
   kind: ConsumerKind;
-  /** A stable id: the datastore/workspace/Batch ARM id, or `vault/secret#reader`. */
+  /**
+   * A stable id: the datastore/workspace/Batch ARM id, `vault/secret#reader`, or
+   * `{workspace id}/containerRegistry`.
+   */
   id: string;
   name: string;
+  /** What `storageAccountId` names. */
+  resource: KeyResource;
+  /**
+   * The resource whose keys it holds: a storage account, or (by `resource`) a Batch account or a
+   * container registry. The names date from when only storage keys were held; they are kept so
+   * callers that filter by them keep working (no storage account shares a name with the others).
+   */
   storageAccountId: string;
   storageAccountName: string;
-  /** The container a job of this consumer reads (for data-plane probes). */
+  /** The container a job of this consumer reads (for data-plane probes); "" for none. */
   container: string;
   heldKey: string;
 }
@@ -33,6 +69,7 @@ export interface Outage {
   consumerId: string;
   kind: ConsumerKind;
   name: string;
+  /** The resource whose keys it held (a storage account, Batch account or container registry). */
   storageAccountName: string;
   /** Which key the consumer held, by fingerprint (never the value). */
   heldKeyFingerprint: string;
@@ -67,6 +104,7 @@ export function consumerHoldings(estate: Estate): ConsumerHolding[] {
     if (account) {
       holdings.push({
         kind: "workspace",
+        resource: "storageAccount",
         id: ws.id,
         name: ws.name,
         storageAccountId: account.id,
@@ -83,6 +121,7 @@ export function consumerHoldings(estate: Estate): ConsumerHolding[] {
       if (!dsAccount) continue;
       holdings.push({
         kind: "datastore",
+        resource: "storageAccount",
         id: ds.id,
         name: `${ws.name}/${ds.name}`,
         storageAccountId: dsAccount.id,
@@ -99,6 +138,7 @@ export function consumerHoldings(estate: Estate): ConsumerHolding[] {
     if (!account) continue;
     holdings.push({
       kind: "batchAutoStorage",
+      resource: "storageAccount",
       id: batch.id,
       name: batch.name,
       storageAccountId: account.id,
@@ -108,24 +148,46 @@ export function consumerHoldings(estate: Estate): ConsumerHolding[] {
     });
   }
   for (const reader of estate.keyVaultReaders) {
-    const vault = [...estate.vaults.values()].find((v) => v.name === reader.vaultName);
-    const latest = vault?.secrets
-      .get(reader.secretName)
-      ?.filter((v) => v.enabled)
-      .at(-1);
-    const account = estate.storageAccounts.get(resourceKey(reader.storageAccountId));
-    if (!latest || !account) continue;
+    const holding = readerHolding(estate, reader);
+    if (holding) holdings.push(holding);
+  }
+  for (const h of registryHoldings(estate)) {
     holdings.push({
-      kind: "keyVaultReader",
-      id: `${reader.vaultName}/${reader.secretName}#${reader.name}`,
-      name: reader.name,
-      storageAccountId: account.id,
-      storageAccountName: account.name,
+      kind: h.kind,
+      id: h.id,
+      name: h.name,
+      resource: "containerRegistry",
+      storageAccountId: h.registryId,
+      storageAccountName: h.registryName,
       container: "",
-      heldKey: latest.value,
+      heldKey: h.heldPassword,
     });
   }
   return holdings;
+}
+
+/** A Key Vault reader holds its secret's latest enabled value, a key of a storage or Batch account. */
+function readerHolding(estate: Estate, reader: KeyVaultReader): ConsumerHolding | undefined {
+  const vault = [...estate.vaults.values()].find((v) => v.name === reader.vaultName);
+  const latest = vault?.secrets
+    .get(reader.secretName)
+    ?.filter((v) => v.enabled)
+    .at(-1);
+  const owner =
+    reader.batchAccountId !== undefined
+      ? estate.batchAccounts.get(resourceKey(reader.batchAccountId))
+      : estate.storageAccounts.get(resourceKey(reader.storageAccountId));
+  if (!latest || !owner) return undefined;
+  return {
+    kind: reader.batchAccountId !== undefined ? "batchKeyReader" : "keyVaultReader",
+    id: `${reader.vaultName}/${reader.secretName}#${reader.name}`,
+    name: reader.name,
+    resource: reader.batchAccountId !== undefined ? "batchAccount" : "storageAccount",
+    storageAccountId: owner.id,
+    storageAccountName: owner.name,
+    container: "",
+    heldKey: latest.value,
+  };
 }
 
 /**
@@ -141,6 +203,7 @@ function sasHolding(estate: Estate, workspaceName: string, ds: Datastore): Consu
   const signedWith = sasSigningKey(account, token, ds.containerName);
   return {
     kind: "sasDatastore",
+    resource: "storageAccount",
     id: ds.id,
     name: `${workspaceName}/${ds.name}`,
     storageAccountId: account.id,
@@ -160,9 +223,40 @@ function firstBlobContainer(estate: Estate, workspaceId: string, accountName: st
   return undefined;
 }
 
+/**
+ * Which of its resource's two keys a holding holds now, by keyturn's names (a Batch account's Primary
+ * = key1 and Secondary = key2; a registry's password = key1 and password2 = key2), or undefined if
+ * it is neither (a dead key). As for a storage account without shared-key access, the name is given
+ * whether or not the resource accepts its keys at the moment: the outage log tells that.
+ */
 export function heldKeyName(estate: Estate, holding: ConsumerHolding): KeyName | undefined {
-  const account = estate.storageAccounts.get(resourceKey(holding.storageAccountId));
-  return account ? liveKeyName(account, holding.heldKey) : undefined;
+  const key = resourceKey(holding.storageAccountId);
+  switch (holding.resource) {
+    case "storageAccount": {
+      const account = estate.storageAccounts.get(key);
+      return account ? liveKeyName(account, holding.heldKey) : undefined;
+    }
+    case "batchAccount": {
+      const batch = estate.batchAccounts.get(key);
+      return batch ? batchKeyName(batch, holding.heldKey) : undefined;
+    }
+    case "containerRegistry": {
+      const registry = estate.registries.get(key);
+      const name = REGISTRY_PASSWORD_NAMES.find((n) => registry?.passwords[n] === holding.heldKey);
+      return name ? REGISTRY_KEY_NAMES[name] : undefined;
+    }
+  }
+}
+
+function batchKeyName(batch: BatchAccount, value: string): KeyName | undefined {
+  if (batch.keys.primary === value) return "key1";
+  if (batch.keys.secondary === value) return "key2";
+  return undefined;
+}
+
+/** Whether a Batch account accepts its shared keys (`allowedAuthenticationModes` has SharedKey). */
+function batchAllowsSharedKey(batch: BatchAccount): boolean {
+  return batch.allowedAuthenticationModes.includes("SharedKey");
 }
 
 /** A key a consumer's jobs still use after the consumer moved on (`consumerKeyCacheSeconds`). */
@@ -195,8 +289,10 @@ export class OutageLog {
   /** Every consumer as of the last evaluation. */
   private consumers = new Map<string, ConsumerView>();
   /**
-   * Every key of an account that allows shared-key access, as of the last evaluation: its account
-   * (lower-cased id) and the epoch ms from which it works.
+   * Every key that works now, as of the last evaluation: each key of a storage account that allows
+   * shared-key access, each shared key of a Batch account that allows SharedKey, and each admin
+   * password of a registry whose admin user is enabled. With its resource (lower-cased id, as
+   * `accountKey`) and the epoch ms from which it works (Batch keys and passwords: at once).
    */
   private keys = new Map<string, { accountKey: string; worksFrom: number }>();
   private lastAt: number | undefined;
@@ -277,6 +373,13 @@ export class OutageLog {
         });
       }
     }
+    for (const batch of this.estate.batchAccounts.values()) {
+      if (!batchAllowsSharedKey(batch)) continue;
+      for (const value of [batch.keys.primary, batch.keys.secondary])
+        this.keys.set(value, { accountKey: resourceKey(batch.id), worksFrom: -Infinity });
+    }
+    for (const { value, registryKey } of liveRegistryPasswords(this.estate))
+      this.keys.set(value, { accountKey: registryKey, worksFrom: -Infinity });
   }
 
   private failing(view: ConsumerView, at: number): Failing | undefined {
@@ -375,10 +478,13 @@ export class ConsumerJobs {
     this.timer.unref();
   }
 
-  /** Every consumer's jobs use the key it holds, and any key they still keep from before (`cached`). */
+  /**
+   * Every consumer's jobs use the key it holds, and any key they still keep from before (`cached`).
+   * Only storage keys with a blob container to read are probed (not Batch keys or registry passwords).
+   */
   async tick(): Promise<void> {
     for (const holding of consumerHoldings(this.estate)) {
-      if (holding.container === "") continue;
+      if (holding.resource !== "storageAccount" || holding.container === "") continue;
       const cached = this.log.cachedKeys(holding.id).filter((k) => k !== holding.heldKey);
       for (const key of [holding.heldKey, ...new Set(cached)]) {
         const result = await this.dataPlane.probe(holding.storageAccountName, key, holding.container);

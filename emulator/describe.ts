@@ -1,4 +1,10 @@
-import { consumerHoldings, emulatorFingerprint, heldKeyName } from "./consumers";
+import {
+  REGISTRY_KEY_NAMES,
+  consumerHoldings,
+  emulatorFingerprint,
+  heldKeyName,
+  type ConsumerHolding,
+} from "./consumers";
 import type { Emulator } from "./index";
 import { livePasswordName, registryOf } from "./arm/registry";
 import { ARM_READ_LIMITS, ARM_WRITE_LIMITS, STORAGE_RP_LIMITS } from "./throttle";
@@ -23,6 +29,7 @@ export function describeEmulator(emulator: Emulator): string {
   );
   lines.push("");
   const holdings = consumerHoldings(estate);
+  const holds = (h: ConsumerHolding) => heldKeyName(estate, h) ?? "a dead key";
   lines.push(`Storage accounts (${estate.storageAccounts.size})`);
   for (const a of estate.storageAccounts.values()) {
     const age = (k: "key1" | "key2") => Math.floor((now - a.keys[k].creationTime.getTime()) / DAY_MS);
@@ -36,11 +43,11 @@ export function describeEmulator(emulator: Emulator): string {
   for (const ws of estate.workspaces.values()) {
     const own = holdings.find((h) => h.id === ws.id);
     lines.push(
-      `  ${ws.name}  (${ws.resourceGroup}, storage ${ws.storageAccountId.split("/").pop()}, holds ${own ? (heldKeyName(estate, own) ?? "a dead key") : "-"})`,
+      `  ${ws.name}  (${ws.resourceGroup}, storage ${ws.storageAccountId.split("/").pop()}, holds ${own ? holds(own) : "-"})`,
     );
     for (const ds of ws.datastores.values()) {
       const holding = holdings.find((h) => h.id === ds.id);
-      const held = holding ? `holds ${heldKeyName(estate, holding) ?? "a dead key"}` : "";
+      const held = holding ? `holds ${holds(holding)}` : "";
       lines.push(
         `    ${ds.name.padEnd(22)} ${ds.datastoreType.padEnd(18)} ${ds.credentials.credentialsType.padEnd(10)} ${ds.accountName}/${ds.containerName}${ds.isDefault ? " (default)" : ""} ${held}`.trimEnd(),
       );
@@ -49,8 +56,13 @@ export function describeEmulator(emulator: Emulator): string {
   lines.push("");
   for (const b of estate.batchAccounts.values()) {
     const holding = holdings.find((h) => h.id === b.id);
+    // Who holds its shared keys (Primary = key1, Secondary = key2).
+    const readers = holdings
+      .filter((h) => h.resource === "batchAccount" && h.storageAccountId === b.id)
+      .map((h) => `${h.name} holds ${holds(h)}`);
+    const sharedKey = b.allowedAuthenticationModes.includes("SharedKey") ? "" : " (Entra ID only)";
     lines.push(
-      `Batch account ${b.name}: auto-storage ${b.autoStorage?.storageAccountId.split("/").pop() ?? "none"} (${b.autoStorage?.authenticationMode ?? "-"}), holds ${holding ? (heldKeyName(estate, holding) ?? "a dead key") : "-"}`,
+      `Batch account ${b.name}: auto-storage ${b.autoStorage?.storageAccountId.split("/").pop() ?? "none"} (${b.autoStorage?.authenticationMode ?? "-"}), holds ${holding ? holds(holding) : "-"}; shared keys key1 ${emulatorFingerprint(b.keys.primary)} key2 ${emulatorFingerprint(b.keys.secondary)}${sharedKey}${readers.length > 0 ? `; ${readers.join(", ")}` : ""}`,
     );
   }
   for (const v of estate.vaults.values()) {
@@ -60,14 +72,20 @@ export function describeEmulator(emulator: Emulator): string {
     const holders = [...estate.workspaces.values()].filter((ws) => registryOf(estate, ws) === r);
     const held = holders.map((ws) => {
       const name = ws.registryPassword && livePasswordName(r, ws.registryPassword.value);
-      return `${ws.name} holds ${name ?? (ws.registryPassword ? "a dead password" : "none")}`;
+      // password = key1, password2 = key2, as the outage log and /_admin/state name them.
+      return `${ws.name} holds ${name ? `${name} (${REGISTRY_KEY_NAMES[name]})` : ws.registryPassword ? "a dead password" : "none"}`;
     });
     lines.push(
       `Container registry ${r.name} at ${r.loginServer}: admin user ${r.adminUserEnabled ? "on" : "off"}, password ${emulatorFingerprint(r.passwords.password)}, password2 ${emulatorFingerprint(r.passwords.password2)}${held.length > 0 ? `; ${held.join(", ")}` : ""}`,
     );
   }
   for (const r of estate.keyVaultReaders) {
-    lines.push(`Key Vault reader ${r.name}: reads ${r.vaultName}/${r.secretName}`);
+    const holding = holdings.find(
+      (h) => (h.kind === "keyVaultReader" || h.kind === "batchKeyReader") && h.name === r.name,
+    );
+    lines.push(
+      `Key Vault reader ${r.name}: reads ${r.vaultName}/${r.secretName}${holding ? ` (${holding.resource === "batchAccount" ? "Batch account" : "storage"} ${holding.storageAccountName}), holds ${holds(holding)}` : ""}`,
+    );
   }
   const outages = emulator.outages.all();
   lines.push("");

@@ -247,7 +247,7 @@ function shortId(): string {
  * two workspaces, one ADLS Gen2, one without shared-key access that only an identity-based datastore
  * uses, one classic), AccountKey datastores of every type, one SAS and two identity-based datastores, a Batch
  * account with auto-storage and shared keys, and a Key Vault that publishes a storage key and the
- * Batch account's primary key.
+ * Batch account's primary key, each read by an app (a Key Vault reader).
  */
 function demoEstate(now: Date): Estate {
   const estate = emptyEstate();
@@ -361,6 +361,13 @@ function demoEstate(now: Date): Estate {
     vaultName: "kv-keyturn-demo",
     secretName: "stmlbatch-key",
     storageAccountId: batch.id,
+  });
+  // An app that submits Batch jobs with the shared key it reads from batchmltrain-key.
+  estate.keyVaultReaders.push({
+    name: "batch-submitter",
+    vaultName: "kv-keyturn-demo",
+    secretName: "batchmltrain-key",
+    batchAccountId: batchId,
   });
   return estate;
 }

@@ -3,6 +3,7 @@
  * that modules index.ts wires up (admin routes) can name it without importing index.ts back.
  */
 import type { RegistryLogEntry } from "./arm/registry";
+import type { BatchLogEntry } from "./batchdata";
 import type { ConsumerJobs, OutageLog } from "./consumers";
 import type { EmulatorContext } from "./context";
 import type { Faults } from "./faults";
@@ -44,6 +45,8 @@ export interface Emulator {
   vaultLog: RequestLogEntry[];
   /** Every container registry data-plane call (`/v2/`), with its answer; never the credentials. */
   registryLog: RegistryLogEntry[];
+  /** Every Batch data-plane call, with its answer; never the signature. */
+  batchLog: BatchLogEntry[];
   /** Adds a principal with the given role at the given scope (default: every subscription). */
   addPrincipal(displayName: string, role: RoleDefinition, scope?: string): Principal;
   stop(): Promise<void>;

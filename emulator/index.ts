@@ -47,11 +47,11 @@ import { registryRoutes, startRegistryServer, type RegistryLogEntry } from "./ar
 import { mlRoutes } from "./arm/ml";
 import { subscriptionRoutes } from "./arm/subscriptions";
 import { vaultHandler } from "./keyvault";
-import { startBatchDataPlane } from "./batchdata";
+import { startBatchDataPlane, type BatchLogEntry } from "./batchdata";
 import { adminRoutes, mergeSettings } from "./admin";
 import { signSasDatastores } from "./sas";
 import { cloudMetadata, instanceDiscovery } from "./cloud";
-import { KEYTURN_ROLE_FILE } from "./paths";
+import { KEYTURN_BATCH_ROLE_FILE, KEYTURN_ROLE_FILE } from "./paths";
 import { KeyLedger } from "./ledger";
 import type { ConnectionInfo, Emulator, RequestLogEntry } from "./handle";
 
@@ -127,6 +127,11 @@ export interface EmulatorOptions {
   settings?: Partial<EmulatorSettings>;
   /** The role keyturn's principal is given at subscription scope; default infra/keyturn-role.json. */
   roleFile?: string;
+  /**
+   * The opt-in roles it is given too, as infra assigns them with their feature on; default
+   * infra/keyturn-batch-role.json (`--batch-keys`). `[]`: the main role alone.
+   */
+  optInRoleFiles?: string[];
   /** Run the simulated consumer jobs every N ms (off when undefined). */
   consumerJobsIntervalMs?: number;
 }
@@ -174,15 +179,21 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
   let origin = "";
   const identity = new Identity(EMULATOR_TENANT_ID, () => origin);
   const rbac = new Rbac();
-  const role = loadRoleDefinition(options.roleFile ?? KEYTURN_ROLE_FILE);
-  rbac.addRole(role);
+  // The main role, and the opt-in roles infra assigns when their feature is on (--batch-keys).
+  const roles = [
+    loadRoleDefinition(options.roleFile ?? KEYTURN_ROLE_FILE),
+    ...(options.optInRoleFiles ?? [KEYTURN_BATCH_ROLE_FILE]).map(loadRoleDefinition),
+  ];
   const keyturn = identity.addPrincipal("keyturn");
-  for (const sub of estate.subscriptions.values()) {
-    rbac.assign({
-      principalObjectId: keyturn.objectId,
-      role: role.Name,
-      scope: `/subscriptions/${sub.subscriptionId}`,
-    });
+  for (const role of roles) {
+    rbac.addRole(role);
+    for (const sub of estate.subscriptions.values()) {
+      rbac.assign({
+        principalObjectId: keyturn.objectId,
+        role: role.Name,
+        scope: `/subscriptions/${sub.subscriptionId}`,
+      });
+    }
   }
 
   const dataPlane = await startDataPlane({
@@ -197,6 +208,7 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
   const requestLog: RequestLogEntry[] = [];
   const vaultLog: RequestLogEntry[] = [];
   const registryLog: RegistryLogEntry[] = [];
+  const batchLog: BatchLogEntry[] = [];
 
   // Timed behaviour (key propagation, consumer key caches, workspace auto-sync): timers that keep no
   // process alive, all cleared by stop(), which also waits for a task already running.
@@ -299,6 +311,7 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
     throttled: emptyThrottleCounts(),
     vaultLog,
     registryLog,
+    batchLog,
     addPrincipal(displayName, roleDefinition, scope) {
       const principal = identity.addPrincipal(displayName);
       if (!rbac.roles.has(roleDefinition.Name.toLowerCase())) rbac.addRole(roleDefinition);
@@ -547,7 +560,7 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
   // Each Batch account's data plane, where a shared key is proven by using it (emulator/batchdata.ts).
   const batchServers: Server[] = [];
   for (const batch of estate.batchAccounts.values())
-    batchServers.push(await startBatchDataPlane(ctx, batch, tls, track));
+    batchServers.push(await startBatchDataPlane(ctx, batch, tls, track, batchLog));
   // Each container registry's data plane (`/v2/`) on its own listener: its loginServer.
   const registryServers: Server[] = [];
   for (const registry of estate.registries.values())

@@ -168,13 +168,18 @@ export interface KeyVault {
   secrets: Map<string, SecretVersion[]>;
 }
 
-/** A Key Vault reader: an app that reads the latest version of a secret holding a storage key. */
-export interface KeyVaultReader {
+/**
+ * A Key Vault reader: an app that reads the latest enabled version of a secret holding a storage key
+ * (`storageAccountId`) or a Batch account's shared key (`batchAccountId`): exactly one of the two.
+ */
+export type KeyVaultReader = {
   name: string;
   vaultName: string;
   secretName: string;
-  storageAccountId: string;
-}
+} & (
+  | { storageAccountId: string; batchAccountId?: undefined }
+  | { batchAccountId: string; storageAccountId?: undefined }
+);
 
 export interface Subscription {
   subscriptionId: string;

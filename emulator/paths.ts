@@ -10,3 +10,5 @@ export function projectRoot(from: string = __dirname): string {
 }
 
 export const KEYTURN_ROLE_FILE = join(projectRoot(), "infra", "keyturn-role.json");
+/** The opt-in role for Batch shared keys, which infra assigns only with `batchKeys` on. */
+export const KEYTURN_BATCH_ROLE_FILE = join(projectRoot(), "infra", "keyturn-batch-role.json");

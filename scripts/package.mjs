@@ -41,6 +41,11 @@ const PROVIDED_BY_WORKER = "@azure/functions-core";
  * instrumentations for its own statsbeat, and keyturn enables none.
  */
 const OPTIONAL_UNRESOLVED = new Set(["@opentelemetry/instrumentation"]);
+/**
+ * Bare requires inside a try/catch of their caller, which works without them: node-fetch 2 (under
+ * @azure/batch's client runtime) tries `require("encoding")` for `textConverted()`, which nothing calls.
+ */
+const OPTIONAL_REQUIRES = new Set(["encoding"]);
 
 // ---------------------------------------------------------------------------------------- build
 
@@ -121,6 +126,7 @@ function checkExternals(metafile) {
       if (!imported.external || isBuiltin(imported.path) || imported.path === PROVIDED_BY_WORKER) continue;
       if (lazyFiles.has(imported.path)) continue;
       if (OPTIONAL_UNRESOLVED.has(imported.path) && imported.kind === "require-resolve") continue;
+      if (OPTIONAL_REQUIRES.has(imported.path) && imported.kind === "require-call") continue;
       unresolved.set(imported.path, input);
     }
   }

@@ -34,6 +34,8 @@ export interface KeyturnConfig {
   subscriptions: string[];
   /** Key Vaults whose secrets tagged `keyturn-storage-account` keyturn keeps current. */
   keyVaultUrls: string[];
+  /** Opt-in: Batch account shared keys are rotated too, in every scope (seed 004; `--batch-keys`). */
+  batchKeys: boolean;
   /** The emulator's connection file, when keyturn runs against it instead of Azure. */
   connectionFile?: string;
   /** Where the audit trail goes: an Azure Table URL, else a local JSON-lines file. */
@@ -49,6 +51,7 @@ export const SETTING = {
   secretExpiryMarginDays: "KEYTURN_KEY_VAULT_EXPIRY_MARGIN_DAYS",
   subscriptions: "KEYTURN_SUBSCRIPTIONS",
   keyVaultUrls: "KEYTURN_KEY_VAULT_URL",
+  batchKeys: "KEYTURN_BATCH_KEYS",
   connectionFile: "KEYTURN_CONNECTION_FILE",
   auditTableUrl: "KEYTURN_AUDIT_TABLE_URL",
   auditFile: "KEYTURN_AUDIT_FILE",
@@ -173,6 +176,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): KeyturnConfig 
     }
   }
 
+  const batchKeysText = (env[SETTING.batchKeys] ?? "").trim().toLowerCase();
+  if (!["", "true", "false"].includes(batchKeysText))
+    problems.push(`${SETTING.batchKeys} "${env[SETTING.batchKeys]}" must be true or false`);
+
   const auditTableUrl = env[SETTING.auditTableUrl]?.trim();
   if (auditTableUrl && !/^https?:\/\/[^/]+\/.+/.test(auditTableUrl)) {
     problems.push(
@@ -191,6 +198,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): KeyturnConfig 
     secretExpiryMarginDays,
     subscriptions,
     keyVaultUrls,
+    batchKeys: batchKeysText === "true",
     ...(connectionFile ? { connectionFile } : {}),
     audit: auditTableUrl
       ? { tableUrl: auditTableUrl }

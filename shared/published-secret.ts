@@ -1,3 +1,4 @@
+import { isBatchAccountId } from "./azure/ids";
 import { parseNcrontab } from "./ncrontab";
 import type { KeyName } from "./rotation/model";
 
@@ -68,7 +69,9 @@ export function secretValidity(schedule: string, marginDays: number, now: Date):
 
 export interface PublishedVersion {
   tags: {
-    "keyturn-storage-account": string;
+    /** The key holder: a storage account, or (seed 004) a Batch account under its own tag. */
+    "keyturn-storage-account"?: string;
+    "keyturn-batch-account"?: string;
     "keyturn-key-name": KeyName;
     "keyturn-rotation-id": string;
     CredentialId: KeyName;
@@ -90,9 +93,12 @@ export function publishedVersion(
     settings.secretExpiryMarginDays,
     now,
   );
+  const holderTag = isBatchAccountId(published.storageAccountId)
+    ? "keyturn-batch-account"
+    : "keyturn-storage-account";
   return {
     tags: {
-      "keyturn-storage-account": published.storageAccountId,
+      [holderTag]: published.storageAccountId,
       "keyturn-key-name": published.keyName,
       "keyturn-rotation-id": published.rotationId,
       [SAMPLE_TAG_NAMES.credentialId]: published.keyName,

@@ -25,7 +25,9 @@ import {
 import {
   ACTIVITY,
   ORCHESTRATOR,
+  type DiscoverSecretsInput,
   type DiscoverSecretsOutput,
+  type DiscoverSubscriptionInput,
   type DiscoverSubscriptionOutput,
   type DiscoverWorkspaceOutput,
   type ListSubscriptionsOutput,
@@ -89,14 +91,16 @@ export const rotateAll: OrchestrationHandler = function* (context: Orchestration
       context.df.callActivityWithRetry(ACTIVITY.discoverSubscription, ACTIVITY_RETRY, {
         subscriptionId,
         salt: rotationId,
-      }),
+        ...(input.scope.batchKeys === true ? { batchKeys: true } : {}),
+      } satisfies DiscoverSubscriptionInput),
     ),
   );
   const workspaces = found.flatMap((f) => f.workspaces);
   // Key Vault is not ARM: its secrets are read while the workspaces' datastores are.
   const secretsTask = context.df.callActivityWithRetry(ACTIVITY.discoverSecrets, ACTIVITY_RETRY, {
     salt: rotationId,
-  });
+    ...(input.scope.batchKeys === true ? { batchKeys: true } : {}),
+  } satisfies DiscoverSecretsInput);
   const workspaceTasks = workspaces.map((workspace) =>
     context.df.callActivityWithRetry(ACTIVITY.discoverWorkspace, ACTIVITY_RETRY, {
       workspace,

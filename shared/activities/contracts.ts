@@ -65,6 +65,8 @@ export interface WorkspaceRef {
 export interface DiscoverSubscriptionInput {
   subscriptionId: string;
   salt: string;
+  /** List the subscription's Batch accounts as key holders too (`batchKeys` in the scope). */
+  batchKeys?: boolean;
 }
 /** Accounts are listed without keys here: only the accounts that matter are snapshotted later. */
 export interface DiscoverSubscriptionOutput extends Metered {
@@ -85,6 +87,8 @@ export interface DiscoverWorkspaceOutput extends Metered {
 
 export interface DiscoverSecretsInput {
   salt: string;
+  /** Secrets tagged `keyturn-batch-account` are consumers too (`batchKeys` in the scope). */
+  batchKeys?: boolean;
 }
 export interface DiscoverSecretsOutput extends Metered {
   /** Secrets in the configured vaults tagged with the storage account whose key they hold. */
@@ -205,11 +209,12 @@ export interface RotateAllInput {
 /** The one way a starter (HTTP, timer, CLI) turns a validated request and the settings into rotateAll's input. */
 export function rotateAllInput(
   request: Pick<ValidRotationRequest, "scope" | "dryRun" | "force" | "graceSeconds">,
-  settings: Pick<KeyturnConfig, "minKeyAgeDays" | "parallelism">,
+  settings: Pick<KeyturnConfig, "minKeyAgeDays" | "parallelism"> & Partial<Pick<KeyturnConfig, "batchKeys">>,
   origin: Pick<RotateAllInput, "trigger" | "startedBy">,
 ): RotateAllInput {
   return {
-    scope: request.scope,
+    // KEYTURN_BATCH_KEYS turns Batch shared keys on for every rotation; a request can only add them.
+    scope: settings.batchKeys === true ? { ...request.scope, batchKeys: true } : request.scope,
     dryRun: request.dryRun,
     force: request.force,
     graceSeconds: request.graceSeconds,

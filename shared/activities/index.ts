@@ -18,7 +18,7 @@ import type { KeyReader } from "../azure/storage";
 import type { DatastoreInfo } from "../azure/datastores";
 import { AzureCallError, KeyturnError, scrubError } from "../errors";
 import { armTimeoutMs } from "../azure/pacing";
-import { unreadSnapshot } from "../azure";
+import { isBatchAccountId, unreadSnapshot } from "../azure";
 import { publishedVersion } from "../published-secret";
 import { metered, sleep, type ActivityDeps } from "./deps";
 import type {
@@ -76,10 +76,12 @@ export async function discoverSubscription(
   input: DiscoverSubscriptionInput,
 ): Promise<DiscoverSubscriptionOutput> {
   return metered(deps, async () => {
-    const [accounts, workspaces, batchAccounts] = await Promise.all([
+    const [accounts, workspaces, batchAccounts, batchKeyHolders] = await Promise.all([
       deps.azure.storage.listAccounts(input.subscriptionId),
       deps.azure.workspaces.list(input.subscriptionId),
       deps.azure.batch.list(input.subscriptionId),
+      // Batch accounts' own shared keys, opted in (seed 004): key holders like storage accounts.
+      input.batchKeys ? deps.azure.batchKeys.listAccounts(input.subscriptionId) : Promise.resolve([]),
     ]);
     const consumers: Consumer[] = [];
     for (const b of batchAccounts) {
@@ -94,7 +96,7 @@ export async function discoverSubscription(
     }
     return {
       // Keys are not read here: only accounts with consumers are snapshotted, by snapshotAccount.
-      accounts: accounts.map(unreadSnapshot),
+      accounts: [...accounts, ...batchKeyHolders].map(unreadSnapshot),
       workspaces: workspaces.map((w) => ({
         id: w.id,
         name: w.name,
@@ -116,6 +118,8 @@ export async function discoverSecrets(
     const consumers: Consumer[] = [];
     for (const vaultUrl of deps.config.keyVaultUrls) {
       for (const secret of await deps.azure.secrets.listPublished(vaultUrl)) {
+        // A Batch key's secret is a consumer only when Batch keys are rotated (--batch-keys).
+        if (!input.batchKeys && isBatchAccountId(secret.storageAccountId)) continue;
         const held = await deps.azure.secrets.heldFingerprint(vaultUrl, secret.name, input.salt);
         consumers.push({
           kind: "keyVaultSecret",
@@ -336,6 +340,7 @@ async function untilKeyWorks(
   for (let attempt = 0; ; attempt++) {
     const outcome = await deps.azure.probe.probe({
       ...(account.blobEndpoint ? { blobEndpoint: account.blobEndpoint } : {}),
+      ...(account.batchEndpoint ? { batchEndpoint: account.batchEndpoint } : {}),
       accountName: account.name,
       key: value,
     });
@@ -570,7 +575,7 @@ async function verifyChecks(
     for (const ds of await deps.azure.datastores.list(workspaceId))
       listed.set(ds.id.toLowerCase(), ds.modifiedAt);
   }
-  let account: Promise<{ blobEndpoint?: string; name: string }> | undefined;
+  let account: Promise<{ blobEndpoint?: string; batchEndpoint?: string; name: string }> | undefined;
   // A datastore found holding the target key lends it to the probes: no account listKeys (a write).
   let lent: string | undefined;
   const seen: string[] = [];
@@ -581,10 +586,12 @@ async function verifyChecks(
     if (!result) {
       result = (async (): Promise<ProbeResult> => {
         account ??= deps.azure.storage.getAccount(accountId);
-        const { blobEndpoint, name } = await account;
-        if (!blobEndpoint) return "not-probed";
+        const { blobEndpoint, batchEndpoint, name } = await account;
+        if (!blobEndpoint && !batchEndpoint) return "not-probed";
         const outcome = await deps.azure.probe.probe({
-          blobEndpoint,
+          ...(blobEndpoint ? { blobEndpoint } : {}),
+          // A Batch account's keys are proved on its own data plane.
+          ...(batchEndpoint ? { batchEndpoint } : {}),
           accountName: name,
           key: lent ?? (await target()),
           ...(container ? { container } : {}),

@@ -11,6 +11,7 @@ import { armClientOptions, perSubscription, type AdapterOptions, type CloudProfi
 import { batchAccountRef } from "./ids";
 import { armTimeoutMs } from "./pacing";
 import type { ProbeOptions, ProbeOutcome } from "./probe";
+import { ListedKeysStorage, type ListedKey, type StorageAccountInfo } from "./storage";
 import { withRetry } from "./retry";
 
 /**
@@ -140,14 +141,7 @@ export class BatchSharedKeys {
     salt: string,
     use?: (value: string) => Promise<void>,
   ): Promise<Record<KeyName, Fingerprint>> {
-    const ref = batchAccountRef(id);
-    const keys = await azureCall(OPERATIONS.regenerateBatchKey, id, () =>
-      this.regenerateClient(ref.subscriptionId).batchAccountOperations.regenerateKey(
-        ref.resourceGroup,
-        ref.name,
-        { keyName: BATCH_KEY_NAMES[keyName] },
-      ),
-    );
+    const keys = await this.regenerateOnce(id, keyName);
     if (use) {
       try {
         await use(keyValue(id, keys, keyName));
@@ -203,12 +197,76 @@ export class BatchSharedKeys {
     }
   }
 
-  private async keys(id: string): Promise<BatchAccountKeys> {
+  /** Both keys (`listKeys`); for `BatchKeyService`, which keeps them in the activity as `withKey` does. */
+  async keys(id: string): Promise<BatchAccountKeys> {
     const ref = batchAccountRef(id);
     return azureCall(OPERATIONS.getBatchKeys, id, () =>
       this.client(ref.subscriptionId).batchAccountOperations.getKeys(ref.resourceGroup, ref.name),
     );
   }
+
+  /** One `regenerateKeys` request, never retried by the SDK; answers both keys. */
+  async regenerateOnce(id: string, keyName: KeyName): Promise<BatchAccountKeys> {
+    const ref = batchAccountRef(id);
+    return azureCall(OPERATIONS.regenerateBatchKey, id, () =>
+      this.regenerateClient(ref.subscriptionId).batchAccountOperations.regenerateKey(
+        ref.resourceGroup,
+        ref.name,
+        { keyName: BATCH_KEY_NAMES[keyName] },
+      ),
+    );
+  }
+}
+
+/**
+ * Batch accounts as key holders of the rotation (`--batch-keys`): behind the same `StorageKeys`
+ * interface as storage accounts, so the procedure, guards and single key read per activity are the same.
+ * Batch records no key creation times; its keys are proved on its data plane (`batchEndpoint`).
+ */
+export class BatchKeyService extends ListedKeysStorage {
+  protected readonly listKeysOperation = "batchAccounts.listKeys";
+
+  constructor(private readonly batch: BatchSharedKeys) {
+    super();
+  }
+
+  async listAccounts(subscriptionId: string): Promise<StorageAccountInfo[]> {
+    return (await this.batch.list(subscriptionId)).map(holderInfo);
+  }
+
+  async getAccount(id: string): Promise<StorageAccountInfo> {
+    return holderInfo(await this.batch.get(id));
+  }
+
+  protected async listKeys(id: string): Promise<ListedKey[]> {
+    return listed(await this.batch.keys(id));
+  }
+
+  protected async regenerateKey(id: string, keyName: KeyName): Promise<ListedKey[]> {
+    return listed(await this.batch.regenerateOnce(id, keyName));
+  }
+}
+
+function listed(keys: BatchAccountKeys): ListedKey[] {
+  return [
+    { keyName: "key1", ...(keys.primary ? { value: keys.primary } : {}) },
+    { keyName: "key2", ...(keys.secondary ? { value: keys.secondary } : {}) },
+  ];
+}
+
+function holderInfo(account: BatchSharedKeyAccount): StorageAccountInfo {
+  return {
+    id: account.id,
+    name: account.name,
+    subscriptionId: account.subscriptionId,
+    resourceGroup: account.resourceGroup,
+    tags: {},
+    keyCreationTime: {},
+    keyHolder: "batch",
+    ...(account.accountEndpoint ? { batchEndpoint: account.accountEndpoint } : {}),
+    // Entra ID only: ARM refuses the keys and the data plane would too; nothing to rotate.
+    ...(account.sharedKeyAllowed ? {} : { sharedKeyAccessDisabled: true as const }),
+  };
 }
 
 function sharedKeyAccount(account: BatchAccount): BatchSharedKeyAccount {

@@ -65,6 +65,11 @@ export function isClassicStorageAccountId(id: string): boolean {
   return /\/providers\/microsoft\.classicstorage\/storageaccounts\//i.test(id);
 }
 
+/** Whether an id names a Batch account (`Microsoft.Batch/batchAccounts`): its shared keys, with --batch-keys. */
+export function isBatchAccountId(id: string): boolean {
+  return /\/providers\/microsoft\.batch\/batchaccounts\//i.test(id);
+}
+
 export function workspaceRef(id: string): ResourceRef {
   return resolve(id, "workspace").ref;
 }

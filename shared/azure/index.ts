@@ -8,6 +8,7 @@ import { BlobAccountLocks, type AccountLocks } from "./lock";
 import { KeyVaultSecretStore, type SecretStore } from "./secrets";
 import { ArmStorageKeys, StorageKeysByProvider, type StorageKeys } from "./storage";
 import { ClassicStorageKeys } from "./classic";
+import { BatchKeyService, BatchSharedKeys } from "./batch-keys";
 import { ArmWorkspaces, type Workspaces } from "./workspaces";
 
 export * from "./cloud";
@@ -19,13 +20,17 @@ export * from "./classic";
 export * from "./workspaces";
 export * from "./datastores";
 export * from "./batch";
+export * from "./batch-keys";
 export * from "./secrets";
 export * from "./probe";
 export * from "./lock";
 
 /** Everything activities touch Azure through; fakes of these interfaces stand in for Azure in unit tests. */
 export interface Azure {
+  /** Every key holder's keys, routed by provider: storage accounts (ARM, classic) and Batch accounts. */
   storage: StorageKeys;
+  /** Batch accounts as key holders (`--batch-keys`): their listing for discovery. */
+  batchKeys: Pick<StorageKeys, "listAccounts">;
   workspaces: Workspaces;
   datastores: Datastores;
   batch: BatchAccounts;
@@ -44,16 +49,22 @@ export interface CreateAzureOptions extends AdapterOptions {
 }
 
 export function createAzure(profile: CloudProfile, options: CreateAzureOptions = {}): Azure {
+  const batchSharedKeys = new BatchSharedKeys(profile, { ...options, ...options.probe });
+  const batchKeys = new BatchKeyService(batchSharedKeys);
   return {
     storage: new StorageKeysByProvider(
       new ArmStorageKeys(profile, options),
       new ClassicStorageKeys(profile, options),
+      batchKeys,
     ),
+    batchKeys,
     workspaces: new ArmWorkspaces(profile, options),
     datastores: new ArmDatastores(profile, options),
     batch: new ArmBatchAccounts(profile, options),
     secrets: new KeyVaultSecretStore(profile),
-    probe: new BlobDataPlaneProbe(options.probe),
+    probe: new BlobDataPlaneProbe(options.probe, (endpoint, accountName, key) =>
+      batchSharedKeys.probeSharedKey(endpoint, accountName, key),
+    ),
     locks: new BlobAccountLocks(),
     subscriptions: () => discoverSubscriptions(profile, options),
     armCalls: profile.armCalls,

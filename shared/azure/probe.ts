@@ -15,6 +15,8 @@ interface ProbeLocation {
   container?: string;
   /** Set for file-share (AzureFile) datastores, which no probe here can reach. */
   fileShare?: string;
+  /** A Batch account's data plane (`accountEndpoint`): the key is a Batch shared key, proved there. */
+  batchEndpoint?: string;
 }
 
 /**
@@ -58,10 +60,20 @@ class ProbeFailure extends Error {
   }
 }
 
+/** A Batch data-plane call signed with a shared key (`BatchSharedKeys.probeSharedKey`). */
+export type BatchProbe = (accountEndpoint: string, accountName: string, key: string) => Promise<ProbeOutcome>;
+
 export class BlobDataPlaneProbe implements DataPlaneProbe {
-  constructor(private readonly options: ProbeOptions = {}) {}
+  constructor(
+    private readonly options: ProbeOptions = {},
+    private readonly batch?: BatchProbe,
+  ) {}
 
   async probe(target: ProbeTarget): Promise<ProbeOutcome> {
+    if (target.batchEndpoint !== undefined && target.key !== undefined) {
+      if (!this.batch) return { ok: "skipped", reason: "no Batch data-plane probe is configured" };
+      return this.batch(target.batchEndpoint, target.accountName, target.key);
+    }
     if (target.fileShare !== undefined) {
       return {
         ok: "skipped",

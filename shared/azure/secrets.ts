@@ -8,6 +8,8 @@ import { armPacer } from "./pacing";
 
 export const PUBLISH_TAG_NAMES = {
   storageAccountId: "keyturn-storage-account",
+  /** Seed 004: a secret holding a Batch account's shared key names the Batch account here. */
+  batchAccountId: "keyturn-batch-account",
   keyName: "keyturn-key-name",
   rotationId: "keyturn-rotation-id",
   time: "keyturn-time",
@@ -18,7 +20,9 @@ export const PUBLISH_TAG_NAMES = {
  * rotation, when. `keyturn-time` defaults to the time of writing.
  */
 export interface PublishTags {
-  "keyturn-storage-account": string;
+  /** Exactly one of the two: the storage account, or the Batch account, whose key the secret holds. */
+  "keyturn-storage-account"?: string;
+  "keyturn-batch-account"?: string;
   "keyturn-key-name": KeyName;
   "keyturn-rotation-id": string;
   "keyturn-time"?: string;
@@ -91,7 +95,10 @@ export class KeyVaultSecretStore implements SecretStore {
     return azureCall(OPERATIONS.listSecrets, vaultUrlOf(vaultUrl), async () => {
       const published: PublishedSecret[] = [];
       for await (const properties of this.client(vaultUrl).listPropertiesOfSecrets()) {
-        const storageAccountId = properties.tags?.[PUBLISH_TAG_NAMES.storageAccountId];
+        // The key holder: a storage account, or a Batch account (seed 004; rotated only with --batch-keys).
+        const storageAccountId =
+          properties.tags?.[PUBLISH_TAG_NAMES.storageAccountId] ??
+          properties.tags?.[PUBLISH_TAG_NAMES.batchAccountId];
         if (!storageAccountId || properties.enabled === false) continue;
         const keyName = properties.tags?.[PUBLISH_TAG_NAMES.keyName];
         published.push({ name: properties.name, storageAccountId, ...(keyName ? { keyName } : {}) });

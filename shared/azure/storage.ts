@@ -5,7 +5,7 @@ import { type KeyName, type KeySnapshot, type StorageAccountSnapshot } from "../
 import { parseArmId } from "../rotation/ids";
 import { azureCall, isoTime, OPERATIONS } from "./call";
 import { armClientOptions, perSubscription, type AdapterOptions, type CloudProfile } from "./cloud";
-import { isClassicStorageAccountId, storageAccountRef } from "./ids";
+import { isBatchAccountId, isClassicStorageAccountId, storageAccountRef } from "./ids";
 
 export interface StorageAccountInfo {
   id: string;
@@ -23,6 +23,9 @@ export interface StorageAccountInfo {
   sharedKeyAccessDisabled?: true;
   /** `sasPolicy.sasExpirationPeriod` ("d.hh:mm:ss"), when the account has a SAS expiration policy. */
   sasExpirationPeriod?: string;
+  /** `batch`: a Batch account's shared keys (seed 004), proved on its data plane at `batchEndpoint`. */
+  keyHolder?: "batch";
+  batchEndpoint?: string;
 }
 
 /** The storage account keys: the only adapter that reads or regenerates them. */
@@ -294,21 +297,27 @@ export function unreadSnapshot(info: StorageAccountInfo): StorageAccountSnapshot
     ...(info.blobEndpoint ? { blobEndpoint: info.blobEndpoint } : {}),
     ...(info.sharedKeyAccessDisabled ? { sharedKeyAccessDisabled: true as const } : {}),
     ...(info.sasExpirationPeriod ? { sasExpirationPeriod: info.sasExpirationPeriod } : {}),
+    ...(info.keyHolder ? { keyHolder: info.keyHolder } : {}),
+    ...(info.batchEndpoint ? { batchEndpoint: info.batchEndpoint } : {}),
   };
 }
 
 /**
- * The storage keys of every account, each through its own key service: classic accounts
- * (`Microsoft.ClassicStorage`, keys in Service Management) through `classic`, all others through ARM.
- * Discovery lists both kinds; every per-account call is routed by the id's provider namespace.
+ * The keys of every key holder, each through its own key service: classic accounts
+ * (`Microsoft.ClassicStorage`, keys in Service Management) through `classic`, Batch accounts' shared
+ * keys through `batch`, all others through ARM. Discovery lists the storage accounts of both kinds (Batch
+ * accounts only with `--batch-keys`, through `batch` itself); every per-account call is routed by the
+ * id's provider namespace.
  */
 export class StorageKeysByProvider implements StorageKeys {
   constructor(
     private readonly arm: StorageKeys,
     private readonly classic: StorageKeys,
+    private readonly batch?: StorageKeys,
   ) {}
 
   private of(id: string): StorageKeys {
+    if (this.batch && isBatchAccountId(id)) return this.batch;
     return isClassicStorageAccountId(id) ? this.classic : this.arm;
   }
 

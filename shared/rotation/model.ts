@@ -35,6 +35,12 @@ export interface StorageAccountSnapshot {
    * no creation time (classic accounts).
    */
   lastRotatedAt?: string;
+  /**
+   * Set when the two keys are not a storage account's: `batch`, a Batch account's shared keys (seed 004),
+   * proved on its data plane at `batchEndpoint` rather than on a blob service.
+   */
+  keyHolder?: "batch";
+  batchEndpoint?: string;
 }
 
 /**

@@ -73,7 +73,9 @@ export function evaluateAccountPolicy(
       rotate: false,
       code: "shared-key-disabled",
       reason:
-        "needs no rotation: shared-key access is disabled (allowSharedKeyAccess: false), so Azure refuses both keys and nothing can use them",
+        account.keyHolder === "batch"
+          ? "Entra ID only: nothing to rotate (allowedAuthenticationModes lack SharedKey, so Batch refuses both keys)"
+          : "needs no rotation: shared-key access is disabled (allowSharedKeyAccess: false), so Azure refuses both keys and nothing can use them",
     };
   }
   const tag = optOutTagValue(account.tags);
@@ -96,7 +98,15 @@ export function evaluateAccountPolicy(
     const facts = `the active key ${activeKey} is ${age} day${age === 1 ? "" : "s"} old (minimum ${minimum})`;
     if (!options.force)
       return { rotate: false, code: "too-young", reason: `${facts}; force to rotate anyway` };
-    return { rotate: true, notes: [`forced: ${facts}`] };
+    return { rotate: true, notes: [`forced: ${facts}`, ...holderNotes(account)] };
   }
-  return { rotate: true, notes: [] };
+  return { rotate: true, notes: holderNotes(account) };
+}
+
+/** Seed 004's advice, repeated in the report of every Batch account whose shared keys are rotated. */
+export const BATCH_ENTRA_ADVICE =
+  "It's highly recommended to avoid using shared key authentication with Batch accounts. The preferred authentication mechanism is through Microsoft Entra ID (Microsoft's Batch key rotation guide): move the applications to Entra ID, then remove SharedKey from allowedAuthenticationModes";
+
+function holderNotes(account: StorageAccountSnapshot): string[] {
+  return account.keyHolder === "batch" ? [BATCH_ENTRA_ADVICE] : [];
 }

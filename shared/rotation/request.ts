@@ -37,8 +37,9 @@ const RESOURCE_GROUP_ID = armIdPattern("");
 const WORKSPACE_ID = armIdPattern(
   `/providers/microsoft\\.machinelearningservices/workspaces/${WORKSPACE_NAME.source.slice(1, -1)}`,
 );
+/** ARM and classic storage accounts, and Batch accounts (their shared keys, with `batchKeys`). */
 const STORAGE_ACCOUNT_ID = armIdPattern(
-  `/providers/microsoft\\.storage/storageaccounts/${STORAGE_ACCOUNT_NAME.source.slice(1, -1)}`,
+  `/providers/(microsoft\\.storage/storageaccounts|microsoft\\.classicstorage/storageaccounts|microsoft\\.batch/batchaccounts)/${STORAGE_ACCOUNT_NAME.source.slice(1, -1)}`,
 );
 
 function subscriptionProblem(v: string): string | undefined {
@@ -99,11 +100,12 @@ const ScopeSchema = z.strictObject(
     resourceGroups: scopeList("resource group", resourceGroupProblem),
     workspaces: scopeList("workspace", workspaceProblem),
     storageAccounts: scopeList("storage account", storageAccountProblem),
+    batchKeys: z.boolean({ error: "must be true or false" }).optional(),
   },
   {
     error: (issue) =>
       issue.code === "unrecognized_keys"
-        ? `unknown field ${issue.keys.map((k) => `"${k}"`).join(", ")} (expected ${SCOPE_FIELDS})`
+        ? `unknown field ${issue.keys.map((k) => `"${k}"`).join(", ")} (expected ${SCOPE_FIELDS} or batchKeys)`
         : issue.input === undefined
           ? `is required: name at least one of ${SCOPE_FIELDS}`
           : `must be an object with ${SCOPE_FIELDS}`,

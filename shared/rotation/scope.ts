@@ -11,8 +11,13 @@ export interface RotationScope {
   resourceGroups?: string[];
   /** Workspace names or ARM ids. */
   workspaces?: string[];
-  /** Storage account names or ARM ids. */
+  /** Storage account names or ARM ids (a Batch account's name, with `batchKeys`). */
   storageAccounts?: string[];
+  /**
+   * Opt-in (seed 004): rotate the shared keys of the Batch accounts in scope too, whose consumers are
+   * Key Vault secrets tagged `keyturn-batch-account`. `--batch-keys`, KEYTURN_BATCH_KEYS.
+   */
+  batchKeys?: boolean;
 }
 
 const SCOPE_KEYS = ["subscriptions", "resourceGroups", "workspaces", "storageAccounts"] as const;
@@ -33,6 +38,7 @@ export function normalizeScope(scope: RotationScope): RotationScope {
     }
     if (unique.length > 0) result[key] = unique;
   }
+  if (scope.batchKeys === true) result.batchKeys = true;
   return result;
 }
 
@@ -43,10 +49,12 @@ export function scopeSize(scope: RotationScope): number {
 
 /** A stable, character-safe instance id for `rotateAll` over this scope (invariant I5). */
 export function scopeInstanceId(scope: RotationScope): string {
-  const canonical = SCOPE_KEYS.map((key) => [
+  const canonical: unknown[] = SCOPE_KEYS.map((key) => [
     key,
     [...(normalizeScope(scope)[key] ?? [])].map(normalizeId).sort(),
   ]);
+  // Batch keys are more work on the same scope: another instance (absent, the ids stay as they were).
+  if (scope.batchKeys === true) canonical.push(["batchKeys", true]);
   return `keyturn-scope-${stableDigest(JSON.stringify(canonical))}`;
 }
 
@@ -65,6 +73,7 @@ export interface ResourceRef {
  */
 export function isAccountInScope(scope: RotationScope, node: AccountNode): boolean {
   const { account } = node;
+  if (account.keyHolder === "batch" && scope.batchKeys !== true) return false;
   if (!matchesSubscription(scope, account) || !matchesResourceGroup(scope, account)) return false;
   if (!matchesNames(scope.storageAccounts, account)) return false;
   const workspaces = scope.workspaces;

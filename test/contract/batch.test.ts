@@ -33,7 +33,7 @@ let clients: Clients;
 let operator: Clients;
 
 beforeAll(async () => {
-  ({ emulator, clients } = await startTestEmulator());
+  ({ emulator, clients } = await startTestEmulator({ optInRoleFiles: [] }));
   operator = clientsFor(emulator, emulator.addPrincipal("batch-keys", BATCH_ROLE));
 });
 afterAll(async () => {

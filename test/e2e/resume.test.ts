@@ -1,5 +1,5 @@
 import { startRotationRig, type RotationRig } from "../helpers/rotation";
-import { consumers, outages, regenerationCounts } from "../helpers/estate";
+import { batchRegenerationCounts, consumers, outages, regenerationCounts } from "../helpers/estate";
 import type { ActivityInfo, LocalHost } from "../../local";
 import type { RotationReport } from "../../shared/rotation";
 import { CLASSIC_DEMO_ACCOUNT } from "../../emulator/estates";
@@ -9,9 +9,17 @@ import { CLASSIC_DEMO_ACCOUNT } from "../../emulator/estates";
  * is on disk, and while an activity is running), then resume: the same end state, no key regenerated
  * twice. One storage account at a time, so each run is short: one with a workspace and AccountKey
  * datastores, one whose consumers include a SAS datastore keyturn re-signs, and a classic one (keys
- * through Service Management, no key creation times: the guards decide from fingerprints alone).
+ * through Service Management, no key creation times: the guards decide from fingerprints alone), and
+ * a Batch account's shared keys (`batchKeys`; their consumer a Key Vault secret, proved on Batch's data
+ * plane).
  */
-const ACCOUNTS = ["stmlresearch", "stmllake", CLASSIC_DEMO_ACCOUNT];
+const ACCOUNTS = ["stmlresearch", "stmllake", CLASSIC_DEMO_ACCOUNT, "batchmltrain"];
+const BATCH = new Set(["batchmltrain"]);
+
+/** Regenerations so far of the account's keys: Batch accounts' are counted apart from storage keys. */
+function counts(accountName: string): { key1: number; key2: number } | undefined {
+  return (BATCH.has(accountName) ? batchRegenerationCounts : regenerationCounts)(rig.emulator)[accountName];
+}
 
 let rig: RotationRig;
 
@@ -40,7 +48,10 @@ async function rotateWithCrash(
       }
     },
   });
-  const id = rig.start({ storageAccounts: [accountName] }, { force: true });
+  const id = rig.start(
+    { storageAccounts: [accountName], ...(BATCH.has(accountName) ? { batchKeys: true } : {}) },
+    { force: true },
+  );
   try {
     const status = await first.waitForCompletion(id, { timeoutMs: 60_000 });
     if (!crashed) return { crashed, report: status.output as RotationReport };
@@ -59,13 +70,13 @@ describe.each(ACCOUNTS)("a rotation of %s killed at any step boundary and resume
     const runs: string[] = [];
     for (const phase of ["completed", "started"] as const) {
       for (let n = 1; ; n++) {
-        const before = regenerationCounts(rig.emulator)[accountName] ?? { key1: 0, key2: 0 };
+        const before = counts(accountName) ?? { key1: 0, key2: 0 };
         const { crashed, report } = await rotateWithCrash(accountName, n, phase);
         const account = report.accounts.find((a) => a.name === accountName);
         expect(account?.outcome).toBe("rotated");
         // Exactly one more regeneration of each key per rotation, however often the process died.
         expected = { key1: before.key1 + 1, key2: before.key2 + 1 };
-        expect(regenerationCounts(rig.emulator)[accountName]).toEqual(expected);
+        expect(counts(accountName)).toEqual(expected);
         const held = (await consumers(rig.emulator)).filter((c) => c.storageAccountName === accountName);
         const newActive = account!.activeKeyAfter!.key;
         expect(held.filter((c) => c.heldKeyName !== newActive)).toEqual([]);

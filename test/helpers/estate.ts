@@ -5,6 +5,8 @@ export interface ConsumerState {
   kind: string;
   id: string;
   name: string;
+  /** The resource whose keys it holds: `storageAccountName` names a storage account, Batch account or registry. */
+  resource: "storageAccount" | "batchAccount" | "containerRegistry";
   storageAccountName: string;
   heldKeyName: "key1" | "key2" | null;
 }

@@ -572,9 +572,17 @@ describe("Key Vault secrets", () => {
     await expect(azure.secrets.heldFingerprint(vaultUrl, "never-published", SALT)).resolves.toBeUndefined();
   });
 
-  it("lists the secrets tagged keyturn-storage-account; without readMetadata a 403 names that action", async () => {
+  it("lists the secrets tagged keyturn-storage-account or keyturn-batch-account; without readMetadata a 403 names that action", async () => {
     const published = observe(await azure.secrets.listPublished(vaultUrl));
+    // The Batch account's secret names its holder under its own tag (seed 004, --batch-keys).
     expect(published).toEqual([
+      {
+        name: "batchmltrain-key",
+        storageAccountId: expect.stringMatching(
+          /\/providers\/Microsoft\.Batch\/batchAccounts\/batchmltrain$/i,
+        ) as string,
+        keyName: "key1",
+      },
       { name: "stmlbatch-key", storageAccountId: accountId(PROD, "stmlbatch"), keyName: "key2" },
     ]);
 

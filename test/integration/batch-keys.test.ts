@@ -55,7 +55,7 @@ async function sdkKeys(): Promise<{ key1: string; key2: string }> {
 }
 
 beforeAll(async () => {
-  ({ emulator } = await startTestEmulator());
+  ({ emulator } = await startTestEmulator({ optInRoleFiles: [] }));
   sub = emulator.connection.subscriptionIds[0]!;
   dir = mkdtempSync(join(tmpdir(), "keyturn-batch-keys-"));
   const connectionFile = join(dir, "connection.json");

@@ -34,8 +34,18 @@ describe("consumers and the outage log", () => {
     const state = (await admin(emulator, "GET", "/state")).body as State;
     const kinds = new Set(state.consumers.map((c) => c.kind));
     // SAS datastores hold the key that signed their SAS (user delegation and expired SAS hold none).
+    // batchKeyReader holds a Batch shared key, workspaceRegistry a registry admin password (both key1 at
+    // start): consumers-keys.test.ts covers them.
     expect(kinds).toEqual(
-      new Set(["workspace", "datastore", "sasDatastore", "batchAutoStorage", "keyVaultReader"]),
+      new Set([
+        "workspace",
+        "datastore",
+        "sasDatastore",
+        "batchAutoStorage",
+        "keyVaultReader",
+        "batchKeyReader",
+        "workspaceRegistry",
+      ]),
     );
     expect(
       state.consumers

@@ -186,6 +186,20 @@ describe("validateRotationRequest", () => {
     ]);
   });
 
+  it("takes batchKeys in the scope as an opt-in, not as a scope of its own", () => {
+    const valid = validateRotationRequest({ scope: { resourceGroups: ["rg-ml-prod"], batchKeys: true } });
+    expect(valid).toMatchObject({
+      ok: true,
+      value: { scope: { resourceGroups: ["rg-ml-prod"], batchKeys: true } },
+    });
+    expect(reasonsOf({ scope: { batchKeys: true } })).toEqual([
+      "scope: is empty: name at least one of subscriptions, resourceGroups, workspaces, storageAccounts",
+    ]);
+    expect(reasonsOf({ scope: { storageAccounts: ["batchmltrain"], batchKeys: "yes" } })).toEqual([
+      "scope.batchKeys: must be true or false",
+    ]);
+  });
+
   it("rejects a request without a scope", () => {
     expect(reasonsOf({ dryRun: true })).toEqual([
       "scope: is required: name at least one of subscriptions, resourceGroups, workspaces, storageAccounts",
@@ -206,7 +220,7 @@ describe("validateRotationRequest", () => {
 
   it("rejects unknown scope fields and non-objects", () => {
     expect(reasonsOf({ scope: { accounts: ["st"] } })).toEqual([
-      'scope: unknown field "accounts" (expected subscriptions, resourceGroups, workspaces, storageAccounts)',
+      'scope: unknown field "accounts" (expected subscriptions, resourceGroups, workspaces, storageAccounts or batchKeys)',
     ]);
     expect(reasonsOf("rotate please")).toEqual([
       "a rotation request must be a JSON object with scope, dryRun, graceMinutes, force",
