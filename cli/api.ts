@@ -6,7 +6,7 @@ import { redact } from "../shared/redact";
 import { CliError, EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE, listReasons, usageError } from "./errors";
 import { onSignal, type Io } from "./io";
 import { progressLines } from "./progress";
-import { inOptionTerms, parseGrace, scopeFromOptions } from "./request";
+import { inOptionTerms, parseGrace, scopeFromOptions, withOptIns } from "./request";
 import {
   describeScope,
   planFormat,
@@ -355,7 +355,7 @@ function requiredScope(options: Parameters<typeof scopeFromOptions>[0], command:
       `${command} --api needs a scope: --storage-account, --workspace, --resource-group or --subscription (the API rotates only a named scope)`,
     );
   }
-  return options.batchKeys === true ? { ...scope, batchKeys: true } : scope;
+  return withOptIns(scope, options);
 }
 
 /** POST /api/rotations: the body the API validates (shared/rotation/request.ts). */

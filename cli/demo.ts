@@ -39,11 +39,17 @@ function keyPrints(emulator: Emulator): KeyPrints {
       key2: emulatorFingerprint(a.keys.key2.value),
     };
   }
-  // Batch shared keys: Primary is key1, Secondary key2.
+  // Batch shared keys: Primary is key1, Secondary key2; registry passwords: password, password2.
   for (const b of emulator.ctx.estate.batchAccounts.values()) {
     prints[b.name] = {
       key1: emulatorFingerprint(b.keys.primary),
       key2: emulatorFingerprint(b.keys.secondary),
+    };
+  }
+  for (const r of emulator.ctx.estate.registries.values()) {
+    prints[r.name] = {
+      key1: emulatorFingerprint(r.passwords.password),
+      key2: emulatorFingerprint(r.passwords.password2),
     };
   }
   return prints;
@@ -76,7 +82,11 @@ export async function demo(io: Io, options: DemoOptions = {}): Promise<number> {
     const estate = emulator.ctx.estate;
     const before = keyPrints(emulator);
     // Every key of the seeds the demo has: storage accounts (ARM and classic) and Batch shared keys.
-    const scope = { subscriptions: emulator.connection.subscriptionIds, batchKeys: true };
+    const scope = {
+      subscriptions: emulator.connection.subscriptionIds,
+      batchKeys: true,
+      registryPasswords: true,
+    };
     // With --json the introduction is not the result: it goes to stderr, with the progress.
     const intro = (text: string) => (options.json ? io.err(text) : io.out(text));
     intro(
@@ -141,6 +151,11 @@ function regeneratedKeys(emulator: Emulator): Map<string, string[]> {
   for (const r of emulator.ctx.regenerations) {
     regenerated.set(r.account, [...(regenerated.get(r.account) ?? []), r.key]);
   }
+  // Registry admin passwords: password is key1, password2 key2.
+  for (const r of emulator.ctx.registryRegenerations) {
+    const key = r.password === "password" ? "key1" : "key2";
+    regenerated.set(r.registry, [...(regenerated.get(r.registry) ?? []), key]);
+  }
   return regenerated;
 }
 
@@ -155,8 +170,10 @@ function outagesOf(emulator: Emulator) {
   const failures = emulator.outages.probeFailures;
   const consumerFailures = failures.filter((f) => !isWorkspace(f.consumerId));
   return {
-    windows: all.filter((o) => o.kind === "workspace"),
-    consumerOutages: all.filter((o) => o.kind !== "workspace"),
+    // A workspace's storage key or registry password between a regeneration and its resync: the
+    // documented exception to I1 (the service picks the key; keyturn resyncs right after).
+    windows: all.filter((o) => o.kind === "workspace" || o.kind === "workspaceRegistry"),
+    consumerOutages: all.filter((o) => o.kind !== "workspace" && o.kind !== "workspaceRegistry"),
     consumerFailures,
     workspaceFailures: failures.length - consumerFailures.length,
   };
@@ -293,7 +310,8 @@ function renderOutcome(
     );
     for (const w of windows) {
       const duration = w.durationMs === undefined ? "still open" : `${w.durationMs} ms`;
-      lines.push(`  ${w.name} (storage ${w.storageAccountName}): ${duration}, after ${w.cause}`);
+      const holder = w.kind === "workspaceRegistry" ? "registry" : "storage";
+      lines.push(`  ${w.name} (${holder} ${w.storageAccountName}): ${duration}, after ${w.cause}`);
     }
     if (workspaceFailures > 0)
       lines.push(`  data-plane probes with a workspace's key refused meanwhile: ${workspaceFailures}`);

@@ -106,6 +106,10 @@ export function buildProgram(
         "--batch-keys",
         "also rotate the shared keys of the Batch accounts in scope (consumers: Key Vault secrets tagged keyturn-batch-account)",
       )
+      .option(
+        "--registry-passwords",
+        "also rotate the admin passwords of the workspaces' container registries in scope (consumers: the workspaces)",
+      )
       .option(...connection);
 
   withScope(

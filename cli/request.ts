@@ -14,6 +14,8 @@ export interface ScopeOptions {
   storageAccount?: string[];
   /** `--batch-keys`: Batch account shared keys too (seed 004). */
   batchKeys?: boolean;
+  /** `--registry-passwords`: workspaces' container registry admin passwords too (seed 003). */
+  registryPasswords?: boolean;
 }
 
 export interface RequestOptions extends ScopeOptions {
@@ -33,6 +35,7 @@ const OPTION_OF: Record<keyof RotationScope, string> = {
   workspaces: "--workspace",
   storageAccounts: "--storage-account",
   batchKeys: "--batch-keys",
+  registryPasswords: "--registry-passwords",
 };
 
 export function scopeFromOptions(options: ScopeOptions): RotationScope | undefined {
@@ -42,6 +45,15 @@ export function scopeFromOptions(options: ScopeOptions): RotationScope | undefin
   if (options.workspace) scope.workspaces = options.workspace;
   if (options.storageAccount) scope.storageAccounts = options.storageAccount;
   return Object.keys(scope).length > 0 ? scope : undefined;
+}
+
+/** The opt-ins of the scope options (`--batch-keys`, `--registry-passwords`) added to a scope. */
+export function withOptIns(scope: RotationScope, options: ScopeOptions): RotationScope {
+  return {
+    ...scope,
+    ...(options.batchKeys === true ? { batchKeys: true } : {}),
+    ...(options.registryPasswords === true ? { registryPasswords: true } : {}),
+  };
 }
 
 /** `--grace 0 | 90s | 60m | 1h30m`; a bad value is a usage error that names it. */
@@ -59,7 +71,7 @@ export function parseGrace(text: string | undefined): number | undefined {
 /** A validation reason in the CLI's terms: `scope.storageAccounts[0]` becomes `--storage-account`. */
 export function inOptionTerms(reason: string): string {
   return reason.replace(
-    /^scope\.(subscriptions|resourceGroups|workspaces|storageAccounts|batchKeys)(\[\d+\])?/,
+    /^scope\.(subscriptions|resourceGroups|workspaces|storageAccounts|batchKeys|registryPasswords)(\[\d+\])?/,
     (_m, key: keyof RotationScope) => OPTION_OF[key],
   );
 }
@@ -85,7 +97,7 @@ export async function buildRotateInput(
   }
   const scope = named ?? (await defaultScope(target));
   const validation = validateRotationRequest({
-    scope: options.batchKeys === true ? { ...scope, batchKeys: true } : scope,
+    scope: withOptIns(scope, options),
     dryRun,
     force: options.force === true,
     graceMinutes: graceSeconds / 60,

@@ -489,7 +489,9 @@ export class ConsumerJobs {
       for (const key of [holding.heldKey, ...new Set(cached)]) {
         const result = await this.dataPlane.probe(holding.storageAccountName, key, holding.container);
         this.probes++;
-        if (!result.ok && result.status === 403) {
+        // The consumer moved to another key while this probe was on its way (the holdings were read at
+        // the tick's start): its jobs no longer use this key, so its refusal is no failure of theirs.
+        if (!result.ok && result.status === 403 && this.stillUses(holding.id, key)) {
           this.log.probeFailures.push({
             consumerId: holding.id,
             name: holding.name,
@@ -500,6 +502,11 @@ export class ConsumerJobs {
         }
       }
     }
+  }
+
+  private stillUses(consumerId: string, key: string): boolean {
+    const now = consumerHoldings(this.estate).find((h) => h.id === consumerId);
+    return now?.heldKey === key || this.log.cachedKeys(consumerId).includes(key);
   }
 
   async stop(): Promise<void> {

@@ -51,7 +51,7 @@ import { startBatchDataPlane, type BatchLogEntry } from "./batchdata";
 import { adminRoutes, mergeSettings } from "./admin";
 import { signSasDatastores } from "./sas";
 import { cloudMetadata, instanceDiscovery } from "./cloud";
-import { KEYTURN_BATCH_ROLE_FILE, KEYTURN_ROLE_FILE } from "./paths";
+import { KEYTURN_BATCH_ROLE_FILE, KEYTURN_REGISTRY_ROLE_FILE, KEYTURN_ROLE_FILE } from "./paths";
 import { KeyLedger } from "./ledger";
 import type { ConnectionInfo, Emulator, RequestLogEntry } from "./handle";
 
@@ -129,7 +129,8 @@ export interface EmulatorOptions {
   roleFile?: string;
   /**
    * The opt-in roles it is given too, as infra assigns them with their feature on; default
-   * infra/keyturn-batch-role.json (`--batch-keys`). `[]`: the main role alone.
+   * infra/keyturn-batch-role.json (`--batch-keys`) and infra/keyturn-registry-role.json
+   * (`--registry-passwords`). `[]`: the main role alone.
    */
   optInRoleFiles?: string[];
   /** Run the simulated consumer jobs every N ms (off when undefined). */
@@ -182,7 +183,9 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
   // The main role, and the opt-in roles infra assigns when their feature is on (--batch-keys).
   const roles = [
     loadRoleDefinition(options.roleFile ?? KEYTURN_ROLE_FILE),
-    ...(options.optInRoleFiles ?? [KEYTURN_BATCH_ROLE_FILE]).map(loadRoleDefinition),
+    ...(options.optInRoleFiles ?? [KEYTURN_BATCH_ROLE_FILE, KEYTURN_REGISTRY_ROLE_FILE]).map(
+      loadRoleDefinition,
+    ),
   ];
   const keyturn = identity.addPrincipal("keyturn");
   for (const role of roles) {

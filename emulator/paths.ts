@@ -12,3 +12,5 @@ export function projectRoot(from: string = __dirname): string {
 export const KEYTURN_ROLE_FILE = join(projectRoot(), "infra", "keyturn-role.json");
 /** The opt-in role for Batch shared keys, which infra assigns only with `batchKeys` on. */
 export const KEYTURN_BATCH_ROLE_FILE = join(projectRoot(), "infra", "keyturn-batch-role.json");
+/** The opt-in role for registry admin passwords, which infra assigns only with `registryPasswords` on. */
+export const KEYTURN_REGISTRY_ROLE_FILE = join(projectRoot(), "infra", "keyturn-registry-role.json");

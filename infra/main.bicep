@@ -45,6 +45,9 @@ param durableBackend string = 'AzureStorage'
 @description('Also rotate the shared keys of Batch accounts (opt-in): defines the role in keyturn-batch-role.json, assigns it on the same scopes as the main role, and sets KEYTURN_BATCH_KEYS. Off: the identity cannot read or regenerate any Batch key.')
 param batchKeys bool = false
 
+@description('Also rotate the admin passwords of the workspaces\' container registries (opt-in): defines the role in keyturn-registry-role.json, assigns it on the same scopes as the main role, and sets KEYTURN_ROTATE_REGISTRIES. Off: the identity cannot read or regenerate any registry password.')
+param registryPasswords bool = false
+
 @description('A resource group keyturn rotates in.')
 type resourceGroupScope = {
   @description('The subscription id (a GUID).')
@@ -61,6 +64,8 @@ var token = toLower(uniqueString(subscription().id, environmentName, location))
 var role = loadJsonContent('keyturn-role.json')
 // The second role file: the Batch shared-key actions, deployed and assigned only with batchKeys.
 var batchRole = loadJsonContent('keyturn-batch-role.json')
+// The third: the registry admin password actions, deployed and assigned only with registryPasswords.
+var registryRole = loadJsonContent('keyturn-registry-role.json')
 var settingsFile = loadJsonContent('app-settings.json')
 
 var subscriptionScopes = empty(rotationSubscriptionIds) && empty(rotationResourceGroups) ? [subscription().subscriptionId] : rotationSubscriptionIds
@@ -174,6 +179,7 @@ var deploymentSettings = {
   AzureWebJobsStorage__clientId: identity.outputs.clientId
   KEYTURN_API_TENANT_ID: tenant().tenantId
   KEYTURN_BATCH_KEYS: batchKeys ? 'true' : 'false'
+  KEYTURN_ROTATE_REGISTRIES: registryPasswords ? 'true' : 'false'
 }
 
 // durableBackend = 'DurableTaskScheduler': host.json's storage provider is overridden by app settings
@@ -333,6 +339,52 @@ module batchResourceGroupAssignments 'modules/role-assignment-resource-group.bic
       principalId: identity.outputs.principalId
     }
     dependsOn: [batchKeysRole]
+  }
+]
+
+// registryPasswords: the registry role on every scope the main role is assigned on, and nowhere without it.
+// With resource-group scopes, a workspace's registry in another resource group is not covered.
+var registryRoleGuid = guid(subscription().id, environmentName, 'keyturn-registry-role')
+
+resource registryPasswordsRole 'Microsoft.Authorization/roleDefinitions@2022-04-01' = if (registryPasswords) {
+  name: registryRoleGuid
+  properties: {
+    roleName: '${registryRole.Name} (${environmentName})'
+    description: registryRole.Description
+    type: 'CustomRole'
+    permissions: [
+      {
+        actions: registryRole.Actions
+        notActions: registryRole.NotActions
+        dataActions: registryRole.DataActions
+        notDataActions: registryRole.NotDataActions
+      }
+    ]
+    assignableScopes: scopeIds
+  }
+}
+
+module registrySubscriptionAssignments 'modules/role-assignment-subscription.bicep' = [
+  for id in (registryPasswords ? subscriptionScopes : []): {
+    name: 'keyturn-registry-role-${uniqueString(id, environmentName)}'
+    scope: subscription(id)
+    params: {
+      roleDefinitionGuid: registryRoleGuid
+      principalId: identity.outputs.principalId
+    }
+    dependsOn: [registryPasswordsRole]
+  }
+]
+
+module registryResourceGroupAssignments 'modules/role-assignment-resource-group.bicep' = [
+  for g in (registryPasswords ? rotationResourceGroups : []): {
+    name: 'keyturn-registry-role-${uniqueString(g.subscriptionId, g.resourceGroup, environmentName)}'
+    scope: resourceGroup(g.subscriptionId, g.resourceGroup)
+    params: {
+      roleDefinitionGuid: registryRoleGuid
+      principalId: identity.outputs.principalId
+    }
+    dependsOn: [registryPasswordsRole]
   }
 ]
 

@@ -36,6 +36,8 @@ export interface KeyturnConfig {
   keyVaultUrls: string[];
   /** Opt-in: Batch account shared keys are rotated too, in every scope (seed 004; `--batch-keys`). */
   batchKeys: boolean;
+  /** Opt-in: workspaces' container registry admin passwords are rotated too (seed 003; `--registry-passwords`). */
+  registryPasswords: boolean;
   /** The emulator's connection file, when keyturn runs against it instead of Azure. */
   connectionFile?: string;
   /** Where the audit trail goes: an Azure Table URL, else a local JSON-lines file. */
@@ -52,6 +54,7 @@ export const SETTING = {
   subscriptions: "KEYTURN_SUBSCRIPTIONS",
   keyVaultUrls: "KEYTURN_KEY_VAULT_URL",
   batchKeys: "KEYTURN_BATCH_KEYS",
+  registryPasswords: "KEYTURN_ROTATE_REGISTRIES",
   connectionFile: "KEYTURN_CONNECTION_FILE",
   auditTableUrl: "KEYTURN_AUDIT_TABLE_URL",
   auditFile: "KEYTURN_AUDIT_FILE",
@@ -176,9 +179,14 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): KeyturnConfig 
     }
   }
 
-  const batchKeysText = (env[SETTING.batchKeys] ?? "").trim().toLowerCase();
-  if (!["", "true", "false"].includes(batchKeysText))
-    problems.push(`${SETTING.batchKeys} "${env[SETTING.batchKeys]}" must be true or false`);
+  const flag = (setting: string): boolean => {
+    const text = (env[setting] ?? "").trim().toLowerCase();
+    if (!["", "true", "false"].includes(text))
+      problems.push(`${setting} "${env[setting]}" must be true or false`);
+    return text === "true";
+  };
+  const batchKeys = flag(SETTING.batchKeys);
+  const registryPasswords = flag(SETTING.registryPasswords);
 
   const auditTableUrl = env[SETTING.auditTableUrl]?.trim();
   if (auditTableUrl && !/^https?:\/\/[^/]+\/.+/.test(auditTableUrl)) {
@@ -198,7 +206,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): KeyturnConfig 
     secretExpiryMarginDays,
     subscriptions,
     keyVaultUrls,
-    batchKeys: batchKeysText === "true",
+    batchKeys,
+    registryPasswords,
     ...(connectionFile ? { connectionFile } : {}),
     audit: auditTableUrl
       ? { tableUrl: auditTableUrl }

@@ -26,7 +26,7 @@ import {
   type RegistryPasswordName,
   type Workspace,
 } from "../model";
-import { getResource } from "./common";
+import { filterByGroup, getResource, page } from "./common";
 
 export const REGISTRY_PROVIDER = "Microsoft.ContainerRegistry";
 export const REGISTRY_TYPE = "Microsoft.ContainerRegistry/registries";
@@ -272,6 +272,21 @@ export function registryRoutes(ctx: EmulatorContext): ArmRoute[] {
     );
   const route = (r: Omit<ArmRoute, "provider">): ArmRoute => ({ ...r, provider: REGISTRY_PROVIDER });
   return [
+    route({
+      method: "GET",
+      pattern: "/subscriptions/{subscriptionId}/providers/Microsoft.ContainerRegistry/registries",
+      action: REGISTRY_ACTIONS.read,
+      kind: "read",
+      operation: "registries.list",
+      handler: (req, p) => ({
+        status: 200,
+        body: page(
+          filterByGroup(ctx.estate.registries.values(), p.subscriptionId!).map(registryResource),
+          req,
+          100,
+        ),
+      }),
+    }),
     route({
       method: "GET",
       pattern: REGISTRY,

@@ -28,6 +28,7 @@ import {
   type DiscoverSecretsInput,
   type DiscoverSecretsOutput,
   type DiscoverSubscriptionInput,
+  type DiscoverWorkspaceInput,
   type DiscoverSubscriptionOutput,
   type DiscoverWorkspaceOutput,
   type ListSubscriptionsOutput,
@@ -92,6 +93,7 @@ export const rotateAll: OrchestrationHandler = function* (context: Orchestration
         subscriptionId,
         salt: rotationId,
         ...(input.scope.batchKeys === true ? { batchKeys: true } : {}),
+        ...(input.scope.registryPasswords === true ? { registryPasswords: true } : {}),
       } satisfies DiscoverSubscriptionInput),
     ),
   );
@@ -105,7 +107,8 @@ export const rotateAll: OrchestrationHandler = function* (context: Orchestration
     context.df.callActivityWithRetry(ACTIVITY.discoverWorkspace, ACTIVITY_RETRY, {
       workspace,
       salt: rotationId,
-    }),
+      ...(input.scope.registryPasswords === true ? { registryPasswords: true } : {}),
+    } satisfies DiscoverWorkspaceInput),
   );
   yield* settle(context, [secretsTask, ...workspaceTasks]);
   // Where consumers could not be listed: any account may have one there, so no account is rotated.

@@ -60,6 +60,7 @@ export interface WorkspaceRef {
   subscriptionId: string;
   resourceGroup: string;
   storageAccountId?: string;
+  containerRegistryId?: string;
 }
 
 export interface DiscoverSubscriptionInput {
@@ -67,6 +68,8 @@ export interface DiscoverSubscriptionInput {
   salt: string;
   /** List the subscription's Batch accounts as key holders too (`batchKeys` in the scope). */
   batchKeys?: boolean;
+  /** List the subscription's container registries as key holders too (`registryPasswords`). */
+  registryPasswords?: boolean;
 }
 /** Accounts are listed without keys here: only the accounts that matter are snapshotted later. */
 export interface DiscoverSubscriptionOutput extends Metered {
@@ -79,6 +82,8 @@ export interface DiscoverSubscriptionOutput extends Metered {
 export interface DiscoverWorkspaceInput {
   workspace: WorkspaceRef;
   salt: string;
+  /** The workspace is a consumer of its registry's admin password too (`registryPasswords`). */
+  registryPasswords?: boolean;
 }
 export interface DiscoverWorkspaceOutput extends Metered {
   /** The workspace itself (its userStorageKey) and all its datastores, of every credential type. */
@@ -209,12 +214,17 @@ export interface RotateAllInput {
 /** The one way a starter (HTTP, timer, CLI) turns a validated request and the settings into rotateAll's input. */
 export function rotateAllInput(
   request: Pick<ValidRotationRequest, "scope" | "dryRun" | "force" | "graceSeconds">,
-  settings: Pick<KeyturnConfig, "minKeyAgeDays" | "parallelism"> & Partial<Pick<KeyturnConfig, "batchKeys">>,
+  settings: Pick<KeyturnConfig, "minKeyAgeDays" | "parallelism"> &
+    Partial<Pick<KeyturnConfig, "batchKeys" | "registryPasswords">>,
   origin: Pick<RotateAllInput, "trigger" | "startedBy">,
 ): RotateAllInput {
   return {
-    // KEYTURN_BATCH_KEYS turns Batch shared keys on for every rotation; a request can only add them.
-    scope: settings.batchKeys === true ? { ...request.scope, batchKeys: true } : request.scope,
+    // KEYTURN_BATCH_KEYS and KEYTURN_ROTATE_REGISTRIES turn them on for every rotation; a request can only add them.
+    scope: {
+      ...request.scope,
+      ...(settings.batchKeys === true ? { batchKeys: true } : {}),
+      ...(settings.registryPasswords === true ? { registryPasswords: true } : {}),
+    },
     dryRun: request.dryRun,
     force: request.force,
     graceSeconds: request.graceSeconds,

@@ -14,7 +14,7 @@ import {
   type VerifiedDatastore,
 } from "../rotation";
 import { mapLimit } from "../concurrency";
-import type { KeyReader } from "../azure/storage";
+import type { KeyReader, StorageAccountInfo } from "../azure/storage";
 import type { DatastoreInfo } from "../azure/datastores";
 import { AzureCallError, KeyturnError, scrubError } from "../errors";
 import { armTimeoutMs } from "../azure/pacing";
@@ -76,12 +76,16 @@ export async function discoverSubscription(
   input: DiscoverSubscriptionInput,
 ): Promise<DiscoverSubscriptionOutput> {
   return metered(deps, async () => {
-    const [accounts, workspaces, batchAccounts, batchKeyHolders] = await Promise.all([
+    const [accounts, workspaces, batchAccounts, batchKeyHolders, registries] = await Promise.all([
       deps.azure.storage.listAccounts(input.subscriptionId),
       deps.azure.workspaces.list(input.subscriptionId),
       deps.azure.batch.list(input.subscriptionId),
       // Batch accounts' own shared keys, opted in (seed 004): key holders like storage accounts.
       input.batchKeys ? deps.azure.batchKeys.listAccounts(input.subscriptionId) : Promise.resolve([]),
+      // Container registries' admin passwords, opted in (seed 003).
+      input.registryPasswords
+        ? deps.azure.registries.listAccounts(input.subscriptionId)
+        : Promise.resolve([]),
     ]);
     const consumers: Consumer[] = [];
     for (const b of batchAccounts) {
@@ -96,13 +100,14 @@ export async function discoverSubscription(
     }
     return {
       // Keys are not read here: only accounts with consumers are snapshotted, by snapshotAccount.
-      accounts: [...accounts, ...batchKeyHolders].map(unreadSnapshot),
+      accounts: [...accounts, ...batchKeyHolders, ...registries].map(unreadSnapshot),
       workspaces: workspaces.map((w) => ({
         id: w.id,
         name: w.name,
         subscriptionId: w.subscriptionId,
         resourceGroup: w.resourceGroup,
         ...(w.storageAccountId ? { storageAccountId: w.storageAccountId } : {}),
+        ...(w.containerRegistryId ? { containerRegistryId: w.containerRegistryId } : {}),
       })),
       consumers,
     };
@@ -152,6 +157,21 @@ export async function discoverWorkspace(
         storageAccountId: workspace.storageAccountId,
         ...(held ? { heldFingerprint: held } : {}),
       });
+    }
+    // Its registry's admin password, opted in (seed 003): the workspace holds one, the service picks which.
+    if (input.registryPasswords && workspace.containerRegistryId) {
+      const held = await deps.azure.registries.heldFingerprints(workspace.id, salt);
+      const fingerprint = held?.passwords[0]?.fingerprint;
+      // A registry whose admin user is off gives the workspace no password: it holds nothing to move.
+      if (held !== undefined)
+        consumers.push({
+          kind: "registryWorkspace",
+          id: `${workspace.id}#containerRegistry`,
+          name: `${workspace.name} (registry)`,
+          storageAccountId: workspace.containerRegistryId,
+          workspaceId: workspace.id,
+          ...(fingerprint ? { heldFingerprint: fingerprint } : {}),
+        });
     }
     const datastores = (await deps.azure.datastores.list(workspace.id)).filter((ds) => ds.accountName);
     // Secrets are read a few at a time: one workspace's datastores should not wait on each other.
@@ -339,12 +359,12 @@ async function untilKeyWorks(
   const started = Date.now();
   for (let attempt = 0; ; attempt++) {
     const outcome = await deps.azure.probe.probe({
-      ...(account.blobEndpoint ? { blobEndpoint: account.blobEndpoint } : {}),
-      ...(account.batchEndpoint ? { batchEndpoint: account.batchEndpoint } : {}),
+      ...probeSite(account),
       accountName: account.name,
       key: value,
     });
-    if (outcome.ok !== false || outcome.status !== 403) return undefined;
+    // A refusal (a registry answers 401) means not yet; anything else is no answer a probe can use.
+    if (outcome.ok !== false || !refused(outcome.status)) return undefined;
     const elapsed = Date.now() - started;
     if (elapsed >= limitMs)
       return `the new ${key} of ${account.name} was still refused by the data plane (403${outcome.code ? ` ${outcome.code}` : ""}) ${Math.round(elapsed / 1000)} s after it was regenerated (KEYTURN_KEY_PROPAGATION_SECONDS=${deps.config.keyPropagationSeconds})`;
@@ -472,9 +492,9 @@ async function moveConsumer(
         // Failed is tried once more: the operation is idempotent, and a workspace left behind after
         // a regeneration holds a dead key until it succeeds.
         try {
-          await deps.azure.workspaces.resync(consumer.id);
+          await deps.azure.workspaces.resync(workspaceOf(consumer));
         } catch {
-          await deps.azure.workspaces.resync(consumer.id);
+          await deps.azure.workspaces.resync(workspaceOf(consumer));
         }
         return { consumerId: consumer.id };
       default:
@@ -500,7 +520,7 @@ async function resyncAndRestore(
   target: () => Promise<string>,
   keys: KeyReader,
 ): Promise<MoveOutcome> {
-  const workspaceId = move.consumer.id;
+  const workspaceId = workspaceOf(move.consumer);
   const ours = (ds: DatastoreInfo) =>
     ds.credentialsType === "AccountKey" && ds.accountName?.toLowerCase() === accountNameOf(input.accountId);
   try {
@@ -526,6 +546,27 @@ async function resyncAndRestore(
       error: `resynced, then could not restore the datastores the resync rewrote: ${keys.scrub(e).message}`,
     };
   }
+}
+
+/** The workspace a resync is for: the workspace itself, or the one holding its registry's password. */
+function workspaceOf(consumer: Consumer): string {
+  return consumer.kind === "registryWorkspace" ? consumer.workspaceId : consumer.id;
+}
+
+/** Where a key holder's keys are proved: its blob service, Batch data plane or registry. */
+function probeSite(
+  account: Pick<StorageAccountInfo, "blobEndpoint" | "batchEndpoint" | "registryLoginServer">,
+): { blobEndpoint?: string; batchEndpoint?: string; registryLoginServer?: string } {
+  return {
+    ...(account.blobEndpoint ? { blobEndpoint: account.blobEndpoint } : {}),
+    ...(account.batchEndpoint ? { batchEndpoint: account.batchEndpoint } : {}),
+    ...(account.registryLoginServer ? { registryLoginServer: account.registryLoginServer } : {}),
+  };
+}
+
+/** A data plane's refusal of a key: storage and Batch answer 403, a registry 401. */
+function refused(status: number): boolean {
+  return status === 403 || status === 401;
 }
 
 function accountNameOf(accountId: string): string {
@@ -575,7 +616,7 @@ async function verifyChecks(
     for (const ds of await deps.azure.datastores.list(workspaceId))
       listed.set(ds.id.toLowerCase(), ds.modifiedAt);
   }
-  let account: Promise<{ blobEndpoint?: string; batchEndpoint?: string; name: string }> | undefined;
+  let account: Promise<StorageAccountInfo> | undefined;
   // A datastore found holding the target key lends it to the probes: no account listKeys (a write).
   let lent: string | undefined;
   const seen: string[] = [];
@@ -586,19 +627,18 @@ async function verifyChecks(
     if (!result) {
       result = (async (): Promise<ProbeResult> => {
         account ??= deps.azure.storage.getAccount(accountId);
-        const { blobEndpoint, batchEndpoint, name } = await account;
-        if (!blobEndpoint && !batchEndpoint) return "not-probed";
+        const info = await account;
+        const site = probeSite(info);
+        if (Object.keys(site).length === 0) return "not-probed";
         const outcome = await deps.azure.probe.probe({
-          ...(blobEndpoint ? { blobEndpoint } : {}),
-          // A Batch account's keys are proved on its own data plane.
-          ...(batchEndpoint ? { batchEndpoint } : {}),
-          accountName: name,
+          ...site,
+          accountName: info.name,
           key: lent ?? (await target()),
           ...(container ? { container } : {}),
         });
         if (outcome.ok === true) return "ok";
         if (outcome.ok === "skipped") return "not-probed";
-        return outcome.status === 403 ? "denied" : "failed";
+        return refused(outcome.status) ? "denied" : "failed";
       })();
       probes.set(cacheKey, result);
     }
@@ -660,6 +700,16 @@ async function verifyChecks(
               return (await account).blobEndpoint;
             })),
           };
+        case "registryWorkspace": {
+          // What the workspace's listKeys shows, each password tried on the registry's /v2/.
+          account ??= deps.azure.storage.getAccount(accountId);
+          const loginServer = (await account).registryLoginServer;
+          if (!loginServer)
+            return { consumerId: consumer.id, error: `registry ${accountId} reports no loginServer` };
+          const held = await deps.azure.registries.verifyHeld(consumer.workspaceId, loginServer, salt);
+          const accepted = held.find((p) => p.probe.ok === true) ?? held[0];
+          return { consumerId: consumer.id, ...(accepted ? { heldFingerprint: accepted.fingerprint } : {}) };
+        }
         case "workspace": {
           const held = await deps.azure.workspaces.heldFingerprint(consumer.id, salt);
           return { consumerId: consumer.id, ...(held ? { heldFingerprint: held } : {}) };

@@ -129,6 +129,10 @@ export const OPERATIONS = {
   },
   // Container registry admin passwords (opt-in, --registry-passwords): granted by their own role file.
   getRegistry: registryOp("registries.get", "Microsoft.ContainerRegistry/registries/read"),
+  listRegistries: {
+    ...arm("registries.list", "Microsoft.ContainerRegistry/registries/read", "subscription"),
+    roleFile: "infra/keyturn-registry-role.json",
+  },
   listRegistryCredentials: registryOp(
     "registries.listCredentials",
     "Microsoft.ContainerRegistry/registries/listCredentials/action",

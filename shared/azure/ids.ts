@@ -70,6 +70,11 @@ export function isBatchAccountId(id: string): boolean {
   return /\/providers\/microsoft\.batch\/batchaccounts\//i.test(id);
 }
 
+/** Whether an id names a container registry: its admin passwords, with --registry-passwords. */
+export function isRegistryId(id: string): boolean {
+  return /\/providers\/microsoft\.containerregistry\/registries\//i.test(id);
+}
+
 export function workspaceRef(id: string): ResourceRef {
   return resolve(id, "workspace").ref;
 }

@@ -9,6 +9,7 @@ import { KeyVaultSecretStore, type SecretStore } from "./secrets";
 import { ArmStorageKeys, StorageKeysByProvider, type StorageKeys } from "./storage";
 import { ClassicStorageKeys } from "./classic";
 import { BatchKeyService, BatchSharedKeys } from "./batch-keys";
+import { RegistryKeyService, RegistryPasswords } from "./registry";
 import { ArmWorkspaces, type Workspaces } from "./workspaces";
 
 export * from "./cloud";
@@ -21,6 +22,7 @@ export * from "./workspaces";
 export * from "./datastores";
 export * from "./batch";
 export * from "./batch-keys";
+export * from "./registry";
 export * from "./secrets";
 export * from "./probe";
 export * from "./lock";
@@ -31,6 +33,9 @@ export interface Azure {
   storage: StorageKeys;
   /** Batch accounts as key holders (`--batch-keys`): their listing for discovery. */
   batchKeys: Pick<StorageKeys, "listAccounts">;
+  /** Container registries as key holders (`--registry-passwords`): their listing, and what a workspace holds. */
+  registries: Pick<StorageKeys, "listAccounts"> &
+    Pick<RegistryPasswords, "heldFingerprints" | "verifyHeld" | "probeRegistry">;
   workspaces: Workspaces;
   datastores: Datastores;
   batch: BatchAccounts;
@@ -51,20 +56,34 @@ export interface CreateAzureOptions extends AdapterOptions {
 export function createAzure(profile: CloudProfile, options: CreateAzureOptions = {}): Azure {
   const batchSharedKeys = new BatchSharedKeys(profile, { ...options, ...options.probe });
   const batchKeys = new BatchKeyService(batchSharedKeys);
+  const registryPasswords = new RegistryPasswords(profile, options);
+  const registryKeys = new RegistryKeyService(registryPasswords);
   return {
     storage: new StorageKeysByProvider(
       new ArmStorageKeys(profile, options),
       new ClassicStorageKeys(profile, options),
       batchKeys,
+      registryKeys,
     ),
     batchKeys,
+    registries: {
+      listAccounts: (subscriptionId) => registryKeys.listAccounts(subscriptionId),
+      heldFingerprints: (workspaceId, salt) => registryPasswords.heldFingerprints(workspaceId, salt),
+      verifyHeld: (workspaceId, loginServer, salt) =>
+        registryPasswords.verifyHeld(workspaceId, loginServer, salt),
+      probeRegistry: (loginServer, username, password) =>
+        registryPasswords.probeRegistry(loginServer, username, password),
+    },
     workspaces: new ArmWorkspaces(profile, options),
     datastores: new ArmDatastores(profile, options),
     batch: new ArmBatchAccounts(profile, options),
     secrets: new KeyVaultSecretStore(profile),
-    probe: new BlobDataPlaneProbe(options.probe, (endpoint, accountName, key) =>
-      batchSharedKeys.probeSharedKey(endpoint, accountName, key),
-    ),
+    probe: new BlobDataPlaneProbe(options.probe, {
+      batch: (endpoint, accountName, key) => batchSharedKeys.probeSharedKey(endpoint, accountName, key),
+      // A registry's admin username is the registry's name.
+      registry: (loginServer, registryName, password) =>
+        registryPasswords.probeRegistry(loginServer, registryName, password),
+    }),
     locks: new BlobAccountLocks(),
     subscriptions: () => discoverSubscriptions(profile, options),
     armCalls: profile.armCalls,

@@ -17,6 +17,8 @@ interface ProbeLocation {
   fileShare?: string;
   /** A Batch account's data plane (`accountEndpoint`): the key is a Batch shared key, proved there. */
   batchEndpoint?: string;
+  /** A container registry's `loginServer`: the key is an admin password, proved with `GET /v2/`. */
+  registryLoginServer?: string;
 }
 
 /**
@@ -60,19 +62,29 @@ class ProbeFailure extends Error {
   }
 }
 
-/** A Batch data-plane call signed with a shared key (`BatchSharedKeys.probeSharedKey`). */
-export type BatchProbe = (accountEndpoint: string, accountName: string, key: string) => Promise<ProbeOutcome>;
+/**
+ * The probes of key holders that are not storage accounts: a Batch data-plane call signed with a shared
+ * key (`BatchSharedKeys.probeSharedKey`), a registry's `/v2/` with its admin user (`probeRegistry`).
+ */
+export interface OtherProbes {
+  batch?: (accountEndpoint: string, accountName: string, key: string) => Promise<ProbeOutcome>;
+  registry?: (loginServer: string, registryName: string, password: string) => Promise<ProbeOutcome>;
+}
 
 export class BlobDataPlaneProbe implements DataPlaneProbe {
   constructor(
     private readonly options: ProbeOptions = {},
-    private readonly batch?: BatchProbe,
+    private readonly others: OtherProbes = {},
   ) {}
 
   async probe(target: ProbeTarget): Promise<ProbeOutcome> {
     if (target.batchEndpoint !== undefined && target.key !== undefined) {
-      if (!this.batch) return { ok: "skipped", reason: "no Batch data-plane probe is configured" };
-      return this.batch(target.batchEndpoint, target.accountName, target.key);
+      if (!this.others.batch) return { ok: "skipped", reason: "no Batch data-plane probe is configured" };
+      return this.others.batch(target.batchEndpoint, target.accountName, target.key);
+    }
+    if (target.registryLoginServer !== undefined && target.key !== undefined) {
+      if (!this.others.registry) return { ok: "skipped", reason: "no registry probe is configured" };
+      return this.others.registry(target.registryLoginServer, target.accountName, target.key);
     }
     if (target.fileShare !== undefined) {
       return {

@@ -8,12 +8,14 @@ import {
 import { KeyturnError, scrubError } from "../errors";
 import { fingerprint, type Fingerprint } from "../rotation/fingerprint";
 import { parseArmId } from "../rotation/ids";
-import { azureCall, OPERATIONS } from "./call";
+import { azureCall, listOrNoneIfUnregistered, OPERATIONS } from "./call";
 import { armClientOptions, perSubscription, type AdapterOptions, type CloudProfile } from "./cloud";
 import { registryRef, workspaceRef } from "./ids";
 import { armTimeoutMs } from "./pacing";
 import type { ProbeOptions, ProbeOutcome } from "./probe";
 import { withRetry, type RetryOptions } from "./retry";
+import { ListedKeysStorage, type ListedKey, type StorageAccountInfo } from "./storage";
+import type { KeyName } from "../rotation/model";
 
 /**
  * Container registry admin passwords (seed 003; opt-in, `--registry-passwords`): the registry's two
@@ -118,6 +120,19 @@ export class RegistryPasswords {
     this.probeRetry = options.probe?.retry ?? {};
   }
 
+  /** Every registry of the subscription (a provider never registered there: none). */
+  async list(subscriptionId: string): Promise<RegistryInfo[]> {
+    return listOrNoneIfUnregistered(() =>
+      azureCall(OPERATIONS.listRegistries, `/subscriptions/${subscriptionId}`, async () => {
+        const registries: RegistryInfo[] = [];
+        for await (const registry of this.client(subscriptionId).registries.list()) {
+          registries.push(registryInfo(registry));
+        }
+        return registries;
+      }),
+    );
+  }
+
   async get(id: string): Promise<RegistryInfo> {
     const ref = registryRef(id);
     const registry = await azureCall(OPERATIONS.getRegistry, id, () =>
@@ -140,13 +155,17 @@ export class RegistryPasswords {
     name: RegistryPasswordName,
     salt: string,
   ): Promise<RegistryPasswordFingerprints> {
+    return passwordFingerprints(id, await this.regenerateOnce(id, name), salt);
+  }
+
+  /** One `regenerateCredential` request, never retried by the SDK; answers both passwords. */
+  async regenerateOnce(id: string, name: RegistryPasswordName): Promise<RegistryListCredentialsResult> {
     const ref = registryRef(id);
-    const result = await azureCall(OPERATIONS.regenerateRegistryCredential, id, () =>
+    return azureCall(OPERATIONS.regenerateRegistryCredential, id, () =>
       this.regenerateClient(ref.subscriptionId).registries.regenerateCredential(ref.resourceGroup, ref.name, {
         name,
       }),
     );
-    return passwordFingerprints(id, result, salt);
   }
 
   /**
@@ -273,7 +292,8 @@ export class RegistryPasswords {
     });
   }
 
-  private async listCredentials(id: string): Promise<RegistryListCredentialsResult> {
+  /** Both passwords (`listCredentials`); for `RegistryKeyService`, which keeps them in the activity. */
+  async listCredentials(id: string): Promise<RegistryListCredentialsResult> {
     const ref = registryRef(id);
     return azureCall(OPERATIONS.listRegistryCredentials, id, () =>
       this.client(ref.subscriptionId).registries.listCredentials(ref.resourceGroup, ref.name),
@@ -357,4 +377,58 @@ function registryErrorCode(body: string): string | undefined {
   } catch {
     return undefined;
   }
+}
+
+/** keyturn's names for a registry's two admin passwords. */
+const PASSWORD_OF: Record<KeyName, RegistryPasswordName> = { key1: "password", key2: "password2" };
+
+/**
+ * Container registries as key holders of the rotation (`--registry-passwords`): behind the same
+ * `StorageKeys` interface as storage accounts; `password` is key1, `password2` key2. Registries record
+ * no password creation times; passwords are proved with `GET /v2/` at `registryLoginServer`.
+ */
+export class RegistryKeyService extends ListedKeysStorage {
+  protected readonly listKeysOperation = "registries.listCredentials";
+
+  constructor(private readonly registries: RegistryPasswords) {
+    super();
+  }
+
+  async listAccounts(subscriptionId: string): Promise<StorageAccountInfo[]> {
+    return (await this.registries.list(subscriptionId)).map(holderInfo);
+  }
+
+  async getAccount(id: string): Promise<StorageAccountInfo> {
+    return holderInfo(await this.registries.get(id));
+  }
+
+  protected async listKeys(id: string): Promise<ListedKey[]> {
+    return listed(await this.registries.listCredentials(id));
+  }
+
+  protected async regenerateKey(id: string, keyName: KeyName): Promise<ListedKey[]> {
+    return listed(await this.registries.regenerateOnce(id, PASSWORD_OF[keyName]));
+  }
+}
+
+function listed(credentials: RegistryListCredentialsResult): ListedKey[] {
+  return (["key1", "key2"] as const).map((keyName) => {
+    const value = credentials.passwords?.find((p) => p.name === PASSWORD_OF[keyName])?.value;
+    return { keyName, ...(value ? { value } : {}) };
+  });
+}
+
+function holderInfo(registry: RegistryInfo): StorageAccountInfo {
+  return {
+    id: registry.id,
+    name: registry.name,
+    subscriptionId: registry.subscriptionId,
+    resourceGroup: registry.resourceGroup,
+    tags: {},
+    keyCreationTime: {},
+    keyHolder: "registry",
+    ...(registry.loginServer ? { registryLoginServer: registry.loginServer } : {}),
+    // Admin user off: ARM refuses the credential operations and /v2/ any admin password.
+    ...(registry.adminUserEnabled ? {} : { sharedKeyAccessDisabled: true as const }),
+  };
 }

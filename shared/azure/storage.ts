@@ -5,7 +5,7 @@ import { type KeyName, type KeySnapshot, type StorageAccountSnapshot } from "../
 import { parseArmId } from "../rotation/ids";
 import { azureCall, isoTime, OPERATIONS } from "./call";
 import { armClientOptions, perSubscription, type AdapterOptions, type CloudProfile } from "./cloud";
-import { isBatchAccountId, isClassicStorageAccountId, storageAccountRef } from "./ids";
+import { isBatchAccountId, isClassicStorageAccountId, isRegistryId, storageAccountRef } from "./ids";
 
 export interface StorageAccountInfo {
   id: string;
@@ -23,9 +23,14 @@ export interface StorageAccountInfo {
   sharedKeyAccessDisabled?: true;
   /** `sasPolicy.sasExpirationPeriod` ("d.hh:mm:ss"), when the account has a SAS expiration policy. */
   sasExpirationPeriod?: string;
-  /** `batch`: a Batch account's shared keys (seed 004), proved on its data plane at `batchEndpoint`. */
-  keyHolder?: "batch";
+  /**
+   * Not a storage account's keys: `batch`, a Batch account's shared keys (seed 004), proved on its data
+   * plane at `batchEndpoint`; `registry`, a container registry's admin passwords (seed 003), proved with
+   * `GET /v2/` at `registryLoginServer`.
+   */
+  keyHolder?: "batch" | "registry";
   batchEndpoint?: string;
+  registryLoginServer?: string;
 }
 
 /** The storage account keys: the only adapter that reads or regenerates them. */
@@ -299,6 +304,7 @@ export function unreadSnapshot(info: StorageAccountInfo): StorageAccountSnapshot
     ...(info.sasExpirationPeriod ? { sasExpirationPeriod: info.sasExpirationPeriod } : {}),
     ...(info.keyHolder ? { keyHolder: info.keyHolder } : {}),
     ...(info.batchEndpoint ? { batchEndpoint: info.batchEndpoint } : {}),
+    ...(info.registryLoginServer ? { registryLoginServer: info.registryLoginServer } : {}),
   };
 }
 
@@ -314,10 +320,12 @@ export class StorageKeysByProvider implements StorageKeys {
     private readonly arm: StorageKeys,
     private readonly classic: StorageKeys,
     private readonly batch?: StorageKeys,
+    private readonly registry?: StorageKeys,
   ) {}
 
   private of(id: string): StorageKeys {
     if (this.batch && isBatchAccountId(id)) return this.batch;
+    if (this.registry && isRegistryId(id)) return this.registry;
     return isClassicStorageAccountId(id) ? this.classic : this.arm;
   }
 

@@ -13,6 +13,8 @@ export interface WorkspaceInfo {
   subscriptionId: string;
   /** The workspace's own storage account (ARM id); absent only if ARM omits it. */
   storageAccountId?: string;
+  /** Its container registry (ARM id), whose admin password it holds when the admin user is on. */
+  containerRegistryId?: string;
 }
 
 export interface Workspaces {
@@ -106,5 +108,6 @@ function workspaceInfo(ws: Workspace): WorkspaceInfo {
     subscriptionId: subscriptionId ?? "",
   };
   if (ws.storageAccount) info.storageAccountId = ws.storageAccount;
+  if (ws.containerRegistry) info.containerRegistryId = ws.containerRegistry;
   return info;
 }

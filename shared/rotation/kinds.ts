@@ -169,6 +169,22 @@ export const CONSUMER_KINDS: Record<ConsumerKind, ConsumerKindSpec> = {
     order: 5,
     heldKnownAtSnapshot: false,
   },
+  registryWorkspace: {
+    reportName: "registryWorkspace",
+    discovery:
+      "workspaces whose container registry has the admin user on, the password from listKeys().containerRegistryCredentials (shared/azure/registry.ts)",
+    votes: false,
+    serviceChosen: true,
+    handling: "move",
+    operation: "resyncKeys",
+    check: "holdsLiveKey",
+    probeRequired: false,
+    possibleWindow: (key) =>
+      `which registry password a workspace resync picks is undocumented: if it picked ${key === "key1" ? "password" : "password2"}, the workspace held the regenerated one until its resync`,
+    knownKeyCache: undefined,
+    order: 7,
+    heldKnownAtSnapshot: false,
+  },
   identityDatastore: {
     reportName: "identityDatastore",
     discovery: "datastores with no credentials, identity-based access (shared/azure/datastores.ts)",

@@ -39,8 +39,10 @@ export interface StorageAccountSnapshot {
    * Set when the two keys are not a storage account's: `batch`, a Batch account's shared keys (seed 004),
    * proved on its data plane at `batchEndpoint` rather than on a blob service.
    */
-  keyHolder?: "batch";
+  keyHolder?: "batch" | "registry";
   batchEndpoint?: string;
+  /** A registry's `loginServer`: its admin passwords are proved with `GET /v2/` there. */
+  registryLoginServer?: string;
 }
 
 /**
@@ -55,6 +57,8 @@ export interface StorageAccountSnapshot {
  * - `untouchedSasDatastore`: a datastore whose SAS keyturn does not re-sign (a user delegation SAS, an
  *   expired one, one it cannot reproduce); `why` says which. Reported only.
  * - `identityDatastore`: a datastore with no credentials (identity access); unaffected. Reported only.
+ * - `registryWorkspace`: a workspace holding its container registry's admin password (seed 003,
+ *   `--registry-passwords`); the service chooses which on `resyncKeys`, like its storage key.
  *
  * What the rotation does with each kind is described once, in `CONSUMER_KINDS` (`kinds.ts`).
  */
@@ -65,7 +69,8 @@ export type ConsumerKind =
   | "keyVaultSecret"
   | "sasDatastore"
   | "untouchedSasDatastore"
-  | "identityDatastore";
+  | "identityDatastore"
+  | "registryWorkspace";
 
 interface ConsumerBase {
   kind: ConsumerKind;
@@ -129,6 +134,12 @@ export interface IdentityDatastoreConsumer extends ConsumerBase {
   workspaceId: string;
 }
 
+/** Its key holder (`storageAccountId`) is the registry; `id` is the workspace's, with a suffix. */
+export interface RegistryWorkspaceConsumer extends ConsumerBase {
+  kind: "registryWorkspace";
+  workspaceId: string;
+}
+
 export type Consumer =
   | DatastoreConsumer
   | WorkspaceConsumer
@@ -136,7 +147,8 @@ export type Consumer =
   | KeyVaultSecretConsumer
   | SasDatastoreConsumer
   | UntouchedSasDatastoreConsumer
-  | IdentityDatastoreConsumer;
+  | IdentityDatastoreConsumer
+  | RegistryWorkspaceConsumer;
 
 /** The part of a consumer that reports and plans carry around. */
 export interface ConsumerRef {

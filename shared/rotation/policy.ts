@@ -75,7 +75,9 @@ export function evaluateAccountPolicy(
       reason:
         account.keyHolder === "batch"
           ? "Entra ID only: nothing to rotate (allowedAuthenticationModes lack SharedKey, so Batch refuses both keys)"
-          : "needs no rotation: shared-key access is disabled (allowSharedKeyAccess: false), so Azure refuses both keys and nothing can use them",
+          : account.keyHolder === "registry"
+            ? "the registry's admin user is disabled: it has no admin password to rotate"
+            : "needs no rotation: shared-key access is disabled (allowSharedKeyAccess: false), so Azure refuses both keys and nothing can use them",
     };
   }
   const tag = optOutTagValue(account.tags);

@@ -37,9 +37,12 @@ const RESOURCE_GROUP_ID = armIdPattern("");
 const WORKSPACE_ID = armIdPattern(
   `/providers/microsoft\\.machinelearningservices/workspaces/${WORKSPACE_NAME.source.slice(1, -1)}`,
 );
-/** ARM and classic storage accounts, and Batch accounts (their shared keys, with `batchKeys`). */
+/**
+ * ARM and classic storage accounts, Batch accounts (their shared keys, with `batchKeys`) and container
+ * registries (their admin passwords, with `registryPasswords`; names up to 50 characters).
+ */
 const STORAGE_ACCOUNT_ID = armIdPattern(
-  `/providers/(microsoft\\.storage/storageaccounts|microsoft\\.classicstorage/storageaccounts|microsoft\\.batch/batchaccounts)/${STORAGE_ACCOUNT_NAME.source.slice(1, -1)}`,
+  `/providers/(microsoft\\.storage/storageaccounts|microsoft\\.classicstorage/storageaccounts|microsoft\\.batch/batchaccounts|microsoft\\.containerregistry/registries)/[a-z0-9]{3,50}`,
 );
 
 function subscriptionProblem(v: string): string | undefined {
@@ -101,11 +104,12 @@ const ScopeSchema = z.strictObject(
     workspaces: scopeList("workspace", workspaceProblem),
     storageAccounts: scopeList("storage account", storageAccountProblem),
     batchKeys: z.boolean({ error: "must be true or false" }).optional(),
+    registryPasswords: z.boolean({ error: "must be true or false" }).optional(),
   },
   {
     error: (issue) =>
       issue.code === "unrecognized_keys"
-        ? `unknown field ${issue.keys.map((k) => `"${k}"`).join(", ")} (expected ${SCOPE_FIELDS} or batchKeys)`
+        ? `unknown field ${issue.keys.map((k) => `"${k}"`).join(", ")} (expected ${SCOPE_FIELDS}, batchKeys or registryPasswords)`
         : issue.input === undefined
           ? `is required: name at least one of ${SCOPE_FIELDS}`
           : `must be an object with ${SCOPE_FIELDS}`,

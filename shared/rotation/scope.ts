@@ -18,6 +18,11 @@ export interface RotationScope {
    * Key Vault secrets tagged `keyturn-batch-account`. `--batch-keys`, KEYTURN_BATCH_KEYS.
    */
   batchKeys?: boolean;
+  /**
+   * Opt-in (seed 003): rotate the admin passwords of the container registries of the workspaces in
+   * scope too, whose consumers are those workspaces. `--registry-passwords`, KEYTURN_ROTATE_REGISTRIES.
+   */
+  registryPasswords?: boolean;
 }
 
 const SCOPE_KEYS = ["subscriptions", "resourceGroups", "workspaces", "storageAccounts"] as const;
@@ -39,6 +44,7 @@ export function normalizeScope(scope: RotationScope): RotationScope {
     if (unique.length > 0) result[key] = unique;
   }
   if (scope.batchKeys === true) result.batchKeys = true;
+  if (scope.registryPasswords === true) result.registryPasswords = true;
   return result;
 }
 
@@ -55,6 +61,7 @@ export function scopeInstanceId(scope: RotationScope): string {
   ]);
   // Batch keys are more work on the same scope: another instance (absent, the ids stay as they were).
   if (scope.batchKeys === true) canonical.push(["batchKeys", true]);
+  if (scope.registryPasswords === true) canonical.push(["registryPasswords", true]);
   return `keyturn-scope-${stableDigest(JSON.stringify(canonical))}`;
 }
 
@@ -74,6 +81,7 @@ export interface ResourceRef {
 export function isAccountInScope(scope: RotationScope, node: AccountNode): boolean {
   const { account } = node;
   if (account.keyHolder === "batch" && scope.batchKeys !== true) return false;
+  if (account.keyHolder === "registry" && scope.registryPasswords !== true) return false;
   if (!matchesSubscription(scope, account) || !matchesResourceGroup(scope, account)) return false;
   if (!matchesNames(scope.storageAccounts, account)) return false;
   const workspaces = scope.workspaces;

@@ -1,6 +1,6 @@
 import { readFileSync } from "node:fs";
 import { startRotationRig, type RotationRig } from "../helpers/rotation";
-import { KEYTURN_ROLE_FILE } from "../../emulator/paths";
+import { KEYTURN_BATCH_ROLE_FILE, KEYTURN_REGISTRY_ROLE_FILE, KEYTURN_ROLE_FILE } from "../../emulator/paths";
 import { ASSIGNMENT_GRANTED_ACTIONS, type RoleDefinition } from "../../emulator/rbac";
 import { ML_ACTIONS } from "../../emulator/arm/ml";
 import { rotatable } from "../helpers/estate";
@@ -64,4 +64,66 @@ describe("the role file", () => {
       expect(refused.every((e) => e.action === missing)).toBe(true);
     },
   );
+});
+
+/**
+ * The opt-in role files (I7 for each feature): infra assigns each only with its feature on. A rotation of
+ * the feature's key holders, as a principal holding the main role and that file, uses every action of
+ * the file; without any one of them it stops before the second regeneration, naming the action.
+ */
+describe.each([
+  ["infra/keyturn-batch-role.json", KEYTURN_BATCH_ROLE_FILE, "batchmltrain", { batchKeys: true }],
+  ["infra/keyturn-registry-role.json", KEYTURN_REGISTRY_ROLE_FILE, "crmlwtrain", { registryPasswords: true }],
+] as const)("the opt-in role file %s", (_name, file, holder, optIn) => {
+  const optInRole = JSON.parse(readFileSync(file, "utf8")) as RoleDefinition;
+  const withRole = (actions: string[], name: string) =>
+    rig.emulator.addPrincipal(name, {
+      Name: name,
+      Actions: [...role.Actions, ...actions],
+      DataActions: role.DataActions ?? [],
+    });
+
+  it("is enough for its feature's rotation, and every action in it is used", async () => {
+    const principal = withRole(optInRole.Actions, `keyturn-with-${holder}`);
+    rig.usePrincipal(principal);
+    const { report } = await rig.rotate({ storageAccounts: [holder], ...optIn }, { force: true });
+    expect(report.accounts.map((a) => [a.name, a.outcome])).toEqual([[holder, "rotated"]]);
+    const calls = rig.emulator.requestLog.filter((e) => e.clientId === principal.clientId);
+    expect(calls.filter((c) => c.status === 403)).toEqual([]);
+    const optInActions = new Set(optInRole.Actions.map((a) => a.toLowerCase()));
+    const used = [...new Set(calls.map((c) => c.action?.toLowerCase() ?? ""))].filter((a) =>
+      optInActions.has(a),
+    );
+    expect(used.sort()).toEqual([...optInActions].sort());
+  });
+
+  // An action the main role grants too (Batch's read, for auto-storage) is needed by the file on its
+  // own (test/integration/batch-keys.test.ts), not beside the main role.
+  const beyondMain = optInRole.Actions.filter(
+    (a) => !role.Actions.some((m) => m.toLowerCase() === a.toLowerCase()),
+  );
+  it.each(beyondMain)("is needed whole: without %s the rotation stops and names it", async (missing) => {
+    const principal = withRole(
+      optInRole.Actions.filter((a) => a !== missing),
+      `keyturn-${holder}-minus-${missing}`,
+    );
+    rig.usePrincipal(principal);
+    const { status, report } = await rig.rotate({ storageAccounts: [holder], ...optIn }, { force: true });
+    // Refused at discovery (a listing refused fails the run, naming the action and the role file), at
+    // the snapshot (the keys) or at the first write: never rotated.
+    // A failed run's output is its error, not a report.
+    const accounts = typeof status.output === "object" ? report.accounts : [];
+    const result = accounts.find((a) => a.name === holder);
+    if (result !== undefined) {
+      expect(result.outcome).not.toBe("rotated");
+      expect(result.reason).toContain(missing);
+    } else {
+      expect(JSON.stringify(status)).toContain(missing);
+    }
+    const refused = rig.emulator.requestLog.filter(
+      (e) => e.clientId === principal.clientId && e.status === 403,
+    );
+    expect(refused.length).toBeGreaterThan(0);
+    expect(refused.every((e) => e.action === missing)).toBe(true);
+  });
 });

@@ -33,6 +33,18 @@ export function regenerationCounts(emulator: Emulator): Record<string, { key1: n
   return countRegenerations(emulator, false);
 }
 
+/** The same for container registries' admin passwords (key1 = password, key2 = password2). */
+export function registryRegenerationCounts(
+  emulator: Emulator,
+): Record<string, { key1: number; key2: number }> {
+  const counts: Record<string, { key1: number; key2: number }> = {};
+  for (const r of emulator.ctx.registryRegenerations) {
+    counts[r.registry] ??= { key1: 0, key2: 0 };
+    counts[r.registry]![r.password === "password" ? "key1" : "key2"]++;
+  }
+  return counts;
+}
+
 /** The same for Batch accounts' shared keys (key1 = Primary, key2 = Secondary). */
 export function batchRegenerationCounts(emulator: Emulator): Record<string, { key1: number; key2: number }> {
   return countRegenerations(emulator, true);

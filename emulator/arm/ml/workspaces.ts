@@ -33,6 +33,8 @@ function workspaceResource(
   ws: Workspace,
   tenantId: string,
   extras: WorkspaceExtras,
+  /** Whether its registry exists in the estate. */
+  hasRegistry: boolean,
 ): Record<string, unknown> {
   const created = extras.createdAt.toISOString();
   return {
@@ -58,7 +60,8 @@ function workspaceResource(
       storageAccount: ws.storageAccountId,
       keyVault: ws.keyVaultId,
       applicationInsights: ws.applicationInsightsId,
-      containerRegistry: ws.containerRegistryId,
+      // Azure creates a workspace's registry on first use: until then the workspace names none.
+      containerRegistry: hasRegistry ? ws.containerRegistryId : null,
       hbiWorkspace: false,
       provisioningState: "Succeeded",
       workspaceId: stableGuid(resourceKey(ws.id)),
@@ -126,7 +129,12 @@ export function workspaceRoutes(ctx: EmulatorContext): ArmRoute[] {
     return extras;
   };
   const renderWorkspace = (ws: Workspace): unknown =>
-    workspaceResource(ws, ctx.estate.tenantId, extrasOf(ws));
+    workspaceResource(
+      ws,
+      ctx.estate.tenantId,
+      extrasOf(ws),
+      ctx.estate.registries.has(resourceKey(ws.containerRegistryId)),
+    );
   const inScope = (sub: string, rg?: string): Workspace[] =>
     [...ctx.estate.workspaces.values()].filter(
       (ws) =>

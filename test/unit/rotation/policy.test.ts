@@ -220,7 +220,7 @@ describe("validateRotationRequest", () => {
 
   it("rejects unknown scope fields and non-objects", () => {
     expect(reasonsOf({ scope: { accounts: ["st"] } })).toEqual([
-      'scope: unknown field "accounts" (expected subscriptions, resourceGroups, workspaces, storageAccounts or batchKeys)',
+      'scope: unknown field "accounts" (expected subscriptions, resourceGroups, workspaces, storageAccounts, batchKeys or registryPasswords)',
     ]);
     expect(reasonsOf("rotate please")).toEqual([
       "a rotation request must be a JSON object with scope, dryRun, graceMinutes, force",
