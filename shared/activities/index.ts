@@ -721,11 +721,18 @@ async function verifyChecks(
             after !== undefined && (before === undefined || Date.parse(after) > Date.parse(before));
           return { consumerId: consumer.id, keySynced: moved };
         }
-        default:
+        case "untouchedSasDatastore":
+        case "identityDatastore":
+          // Report-only kinds get no checks: one that did is a plan this code does not know.
           return {
             consumerId: consumer.id,
             error: `${consumer.kind} consumers are not verified (expected ${expect})`,
           };
+        default:
+          // A new ConsumerKind is a compile error here until it says how it is observed.
+          throw new KeyturnError(
+            `unknown consumer kind ${String((consumer satisfies never as Consumer).kind)}`,
+          );
       }
     } catch (e) {
       return { consumerId: consumer.id, error: scrubError(keys.scrub(e), seen).message };
