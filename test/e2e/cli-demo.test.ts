@@ -24,7 +24,17 @@ describe("keyturn demo", () => {
     });
     expect(Date.now() - started).toBeLessThan(55_000);
     expect(stdout).toContain("Outages seen by consumers: 0");
-    for (const account of ["stmlbatch", "stmllake", "stmlresearch", "stmlshared"]) {
+    // Every key of the seeds the demo has: storage accounts (ARM and classic), Batch shared keys and
+    // a registry's admin passwords.
+    for (const account of [
+      "batchmltrain",
+      "crmlwtrain",
+      "stmlbatch",
+      "stmllake",
+      "stmllegacy",
+      "stmlresearch",
+      "stmlshared",
+    ]) {
       expect(stdout).toMatch(
         new RegExp(`^  ${account}\\s+rotated\\s+key1 [0-9a-f]{12}\\s+key2 [0-9a-f]{12}`, "m"),
       );
@@ -32,6 +42,8 @@ describe("keyturn demo", () => {
     // A SAS an account key signed is re-signed; a user delegation SAS and an identity-based datastore
     // are reported with their reasons, not moved.
     expect(stdout).toMatch(/ sasDatastore\s+mlw-research\/partner_drop\s+updated/);
+    expect(stdout).toMatch(/keyVaultSecret\s+\S+\/batchmltrain-key\s+updated/);
+    expect(stdout).toMatch(/registryWorkspace\s+mlw-train \(registry\)\s+updated/);
     expect(stdout).toMatch(
       /untouchedSasDatastore\s+mlw-research\/delegated_drop\s+skipped\s+a user delegation SAS/,
     );
