@@ -109,6 +109,11 @@ export function evaluateAccountPolicy(
 export const BATCH_ENTRA_ADVICE =
   "It's highly recommended to avoid using shared key authentication with Batch accounts. The preferred authentication mechanism is through Microsoft Entra ID (Microsoft's Batch key rotation guide): move the applications to Entra ID, then remove SharedKey from allowedAuthenticationModes";
 
+/** Why the minimum key age cannot hold back a key holder whose keys' age nobody records. */
+export const UNKNOWN_KEY_AGE_NOTE =
+  "no key creation time is recorded for these keys (and there is no account lock to keep keyturn's own record), so the minimum key age cannot apply: every run that includes them rotates them";
+
 function holderNotes(account: StorageAccountSnapshot): string[] {
-  return account.keyHolder === "batch" ? [BATCH_ENTRA_ADVICE] : [];
+  const unknownAge = account.keyHolder !== undefined ? [UNKNOWN_KEY_AGE_NOTE] : [];
+  return [...(account.keyHolder === "batch" ? [BATCH_ENTRA_ADVICE] : []), ...unknownAge];
 }

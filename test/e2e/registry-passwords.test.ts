@@ -1,6 +1,6 @@
 import { startRotationRig, type RotationRig } from "../helpers/rotation";
 import { consumers, outages, regenerationCounts, registryRegenerationCounts } from "../helpers/estate";
-import { exitCode } from "../../shared/rotation";
+import { exitCode, UNKNOWN_KEY_AGE_NOTE } from "../../shared/rotation";
 import { REGISTRY_RESYNC_PICKS } from "../../emulator/settings";
 
 /**
@@ -32,6 +32,8 @@ describe.each(REGISTRY_RESYNC_PICKS)("registry passwords with a resync that pick
       ["registryWorkspace", "mlw-train (registry)", "updated"],
     ]);
     expect(exitCode(report)).toBe(0);
+    // Registries record no password creation time: the report says the minimum key age cannot apply.
+    expect(account?.notes).toContain(UNKNOWN_KEY_AGE_NOTE);
     expect(registryRegenerationCounts(rig.emulator)).toEqual({ [REGISTRY]: { key1: 1, key2: 1 } });
     expect(regenerationCounts(rig.emulator)).toEqual({});
     const held = (await consumers(rig.emulator)).filter((c) => c.kind === "workspaceRegistry");
